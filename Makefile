@@ -1,0 +1,41 @@
+# Two commands matter: `make run` and `make test`. Both work on a fresh clone against the
+# PostgreSQL, Redis and RabbitMQ on localhost (see README for the settings).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run api worker setup test check install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+setup: $(STAMP)
+	$(BIN)/python -m server.setup
+
+run: setup
+	$(BIN)/python -m server.run
+
+api: setup
+	$(BIN)/python -m uvicorn server.api.app:app --host $${API_HOST:-127.0.0.1} --port $${API_PORT:-8000}
+
+worker: setup
+	$(BIN)/python -m celery -A server.work.celery_app worker --pool prefork --loglevel INFO \
+		--without-gossip --without-mingle --without-heartbeat
+
+check: $(STAMP)
+	$(BIN)/ruff check server tests scripts
+	$(BIN)/mypy server
+
+test: $(STAMP)
+	$(BIN)/ruff check server tests scripts
+	$(BIN)/mypy server
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The HTTP API: uploads, jobs, refused rows, targets and health."""

@@ -1,0 +1,92 @@
+"""Accept an uploaded file as a job: read its header, check it against the target, commit.
+
+Runs in a thread (it reads the file and talks to PostgreSQL synchronously).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, Row
+from sqlalchemy.exc import IntegrityError
+
+from server.api.errors import ApiError
+from server.api.options import ImportOptions
+from server.api.upload import Upload
+from server.csvfile.detect import HEAD_BYTES, EmptyFile, Layout, NotText, detect_layout
+from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
+from server.csvfile.reader import RecordReader
+from server.jobs import repository
+from server.settings import Settings
+from server.storage import Storage
+from server.targets import UnknownTarget, load_target
+
+
+class DuplicateKey(Exception):
+    """Another upload with the same Idempotency-Key won the race."""
+
+
+def accept(
+    engine: Engine, storage: Storage, settings: Settings, upload: Upload,
+    options: ImportOptions, idempotency_key: str | None,
+) -> Row[Any]:
+    layout, header, data_offset, data_line = read_header(storage, upload.key, options)
+    job_id = uuid.UUID(upload.key.removesuffix(".csv"))
+    try:
+        with engine.begin() as connection:
+            target = load_target(connection, options.target, settings.import_targets)
+            column_map = match_header(header, target, options.mapping)
+            keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
+            repository.insert_job(connection, _job_values(
+                job_id, upload, options, target.name, layout, header, column_map, keys,
+                data_offset, data_line, idempotency_key))
+            job = repository.get_job(connection, job_id)
+    except UnknownTarget as error:
+        raise ApiError(422, "unknown_target", str(error), target=options.target) from None
+    except HeaderProblem as problem:
+        raise ApiError(422, problem.code, str(problem), line=1, columns=problem.columns) from None
+    except IntegrityError as error:
+        if idempotency_key and "idempotency_key" in str(error.orig):
+            raise DuplicateKey from None
+        raise
+    assert job is not None
+    return job
+
+
+def read_header(
+    storage: Storage, key: str, options: ImportOptions
+) -> tuple[Layout, list[str], int, int]:
+    """The layout, the header, and where the data starts (byte offset and line number)."""
+    with storage.open(key) as file:
+        head = file.read(HEAD_BYTES)
+        try:
+            layout = detect_layout(head, options.encoding, options.delimiter)
+        except EmptyFile as error:
+            raise ApiError(422, "empty_file", str(error)) from None
+        except NotText as error:
+            raise ApiError(415, "not_text", str(error)) from None
+        records = iter(RecordReader(file, layout, layout.bom_bytes, 1))
+        header = next(records, None)
+        if header is None or header.problem:
+            raise ApiError(422, "bad_header", "the first line is not a readable CSV header",
+                           line=1)
+        if next(records, None) is None:
+            raise ApiError(422, "no_rows", "the file has a header but no rows", line=2)
+    return layout, header.fields, header.end_offset, header.next_line
+
+
+def _job_values(
+    job_id: uuid.UUID, upload: Upload, options: ImportOptions, target: str, layout: Layout,
+    header: list[str], column_map: ColumnMap, keys: list[str], data_offset: int, data_line: int,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    return {
+        "id": job_id, "target": target, "mode": options.mode, "key_columns": keys,
+        "file_key": upload.key, "file_name": upload.filename[:255], "bytes_total": upload.size,
+        "sha256": upload.sha256, "encoding": layout.encoding, "delimiter": layout.delimiter,
+        "line_terminator": layout.terminator, "header": header,
+        "column_map": column_map.columns, "extra_columns": column_map.extra,
+        "options": options.stored(), "idempotency_key": idempotency_key,
+        "checkpoint_offset": data_offset, "checkpoint_line": data_line,
+    }

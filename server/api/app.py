@@ -1,0 +1,51 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from kombu import Connection
+
+from server.api import errors, imports, operations, sweeper
+from server.api.deps import Services
+from server.db import api_engine
+from server.messaging import topology
+from server.settings import Settings, get_settings
+from server.storage import LocalStorage
+from server.work.celery_app import app as celery_app
+
+
+def make_services(settings: Settings) -> Services:
+    return Services(settings, api_engine(settings), LocalStorage(settings.upload_dir), celery_app)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    services = make_services(settings)
+    with Connection(settings.broker_url) as connection:
+        topology.declare(connection, topology.build(settings))
+    app.state.services = services
+    sweeping = asyncio.create_task(sweeper.run_forever(services))
+    try:
+        yield
+    finally:
+        sweeping.cancel()
+        services.engine.dispose()
+
+
+def create_app() -> FastAPI:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = FastAPI(title="CSV import", version="0.1.0", lifespan=lifespan,
+                  description="Upload CSV files; their rows land in PostgreSQL exactly once.")
+    errors.install(app)
+    app.include_router(imports.router)
+    app.include_router(operations.router)
+    return app
+
+
+app = create_app()

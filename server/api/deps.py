@@ -1,0 +1,29 @@
+"""Typed dependencies: what a route needs, made once per process in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from server.settings import Settings
+from server.storage import Storage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    storage: Storage
+    celery: Celery
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]

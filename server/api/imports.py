@@ -1,0 +1,135 @@
+"""Routes of /imports: upload, list, inspect, refused rows, cancel."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import Row
+from starlette.concurrency import run_in_threadpool
+
+from server.api import upload
+from server.api.accept import DuplicateKey, accept
+from server.api.deps import Services, ServicesDep
+from server.api.errors import ApiError
+from server.api.options import parse_options
+from server.api.views import job_view, refused_csv, refused_view
+from server.jobs import repository
+from server.messaging.publish import publish_job
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/imports", tags=["imports"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post("", status_code=202, summary="Upload a CSV file and start importing it")
+async def create_import(
+    request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    if idempotency_key and (first := await _by_key(services, idempotency_key)) is not None:
+        return _accepted(first, request, replayed=True)
+    key = f"{uuid.uuid4()}.csv"
+    received = await upload.receive(request, services.storage, key,
+                                    services.settings.max_upload_bytes)
+    try:
+        options = parse_options(received.fields)
+        job = await run_in_threadpool(accept, services.engine, services.storage,
+                                      services.settings, received, options, idempotency_key)
+    except DuplicateKey:
+        services.storage.delete(key)
+        first = await _by_key(services, idempotency_key or "")
+        assert first is not None
+        return _accepted(first, request, replayed=True)
+    except BaseException:
+        services.storage.delete(key)
+        raise
+    await run_in_threadpool(publish_now, services, job.id)
+    return _accepted(job, request, replayed=False)
+
+
+def publish_now(services: Services, job_id: uuid.UUID) -> None:
+    """Publish after the commit. If the broker fails us now, the sweeper publishes later."""
+    try:
+        publish_job(services.celery, job_id)
+    except Exception:
+        log.exception("job %s: publish failed, the sweeper will publish it again", job_id)
+        return
+    with services.engine.begin() as connection:
+        repository.mark_published(connection, job_id)
+
+
+async def _by_key(services: Services, key: str) -> Row[Any] | None:
+    def find() -> Row[Any] | None:
+        with services.engine.connect() as connection:
+            return repository.job_by_idempotency_key(connection, key)
+    return await run_in_threadpool(find)
+
+
+def _accepted(job: Row[Any], request: Request, replayed: bool) -> JSONResponse:
+    body = job_view(job, request)
+    headers = {"Location": body["url"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+@router.get("", summary="Recent imports, newest first")
+def list_imports(
+    request: Request, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    with services.engine.connect() as connection:
+        jobs = repository.list_jobs(connection, limit + 1, offset)
+    more = len(jobs) > limit
+    next_url = str(request.url.include_query_params(offset=offset + limit)) if more else None
+    return {"items": [job_view(job, request) for job in jobs[:limit]], "next": next_url}
+
+
+@router.get("/{job_id}", summary="One import: status, counts, checkpoints, error")
+def get_import(job_id: uuid.UUID, request: Request, services: ServicesDep) -> dict[str, Any]:
+    return job_view(_job(services, job_id), request)
+
+
+@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running import")
+def cancel_import(job_id: uuid.UUID, request: Request, services: ServicesDep) -> dict[str, Any]:
+    _job(services, job_id)
+    with services.engine.begin() as connection:
+        job = repository.request_cancel(connection, job_id)
+    assert job is not None
+    return job_view(job, request)
+
+
+@router.get("/{job_id}/errors", summary="Refused rows: JSON pages, or CSV with Accept: text/csv",
+            response_model=None)
+def refused_rows(
+    job_id: uuid.UUID, request: Request, services: ServicesDep,
+    after_line: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any] | StreamingResponse:
+    job = _job(services, job_id)
+    if "text/csv" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            _csv_stream(services, job), media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="refused-{job.id}.csv"'})
+    with services.engine.connect() as connection:
+        rows = repository.refused_page(connection, job_id, after_line, limit)
+    next_url = (str(request.url.include_query_params(after_line=rows[-1].line))
+                if len(rows) == limit else None)
+    return {"items": [refused_view(row) for row in rows], "next": next_url}
+
+
+def _csv_stream(services: Services, job: Row[Any]) -> Any:
+    with services.engine.connect() as connection:
+        yield from refused_csv(job, repository.iter_refused(connection, job.id))
+
+
+def _job(services: Services, job_id: uuid.UUID) -> Row[Any]:
+    with services.engine.connect() as connection:
+        job = repository.get_job(connection, job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no import with id {job_id}")
+    return job

@@ -1,0 +1,84 @@
+"""The upload's form fields, checked."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from server.api.errors import ApiError
+from server.csvfile.detect import DELIMITERS, ENCODINGS
+
+_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+
+
+class ImportOptions(BaseModel):
+    target: str = Field(min_length=1, max_length=200)
+    mode: Literal["append", "upsert"] = "append"
+    key: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    null_markers: list[str] = [""]
+    mapping: dict[str, str] = {}
+    max_errors: int | None = Field(default=None, ge=0)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower().replace("_", "-")
+        name = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1",
+                "windows-1252": "cp1252"}.get(name, name)
+        if name not in ENCODINGS:
+            raise ValueError(f"must be one of {', '.join(ENCODINGS)}")
+        return name
+
+    @field_validator("delimiter")
+    @classmethod
+    def _known_delimiter(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = _DELIMITER_NAMES.get(value.lower(), value)
+        if value not in DELIMITERS:
+            raise ValueError("must be one of , ; tab |")
+        return value
+
+    @field_validator("null_markers", mode="before")
+    @classmethod
+    def _split_markers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.split(",")
+        return value
+
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _parse_mapping(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    def stored(self) -> dict[str, object]:
+        """What the worker needs to know of the options, kept on the job."""
+        return self.model_dump(include={"null_markers", "mapping", "max_errors",
+                                        "max_error_rate"})
+
+
+def parse_options(fields: dict[str, str]) -> ImportOptions:
+    if "target" not in fields:
+        raise ApiError(422, "missing_target", "the upload has no `target` field naming the "
+                       "table to import into")
+    try:
+        return ImportOptions.model_validate({k: v for k, v in fields.items() if v != ""
+                                             or k == "null_markers"})
+    except (ValidationError, ValueError) as error:
+        raise ApiError(422, "invalid_option", _describe(error)) from None
+
+
+def _describe(error: ValidationError | ValueError) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                         for e in error.errors())
+    return str(error)

@@ -1,0 +1,40 @@
+"""Publish again the jobs that were committed but never confirmed by the broker.
+
+A job row is committed before its message is published; if the API dies or the broker
+fails in between, the job would wait forever. The sweeper closes that gap. Publishing a
+job twice is harmless: the job's lock and checkpoint make the second delivery a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.concurrency import run_in_threadpool
+
+from server.api.deps import Services
+from server.jobs import repository
+from server.messaging.publish import publish_job
+
+log = logging.getLogger(__name__)
+BATCH = 100
+
+
+def sweep_once(services: Services) -> int:
+    with services.engine.begin() as connection:
+        job_ids = repository.unpublished_jobs(connection, services.settings.publish_grace_seconds,
+                                              BATCH)
+        for job_id in job_ids:
+            publish_job(services.celery, job_id)
+            repository.mark_published(connection, job_id)
+            log.info("job %s: published by the sweeper", job_id)
+    return len(job_ids)
+
+
+async def run_forever(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.publish_sweep_seconds)
+        try:
+            await run_in_threadpool(sweep_once, services)
+        except Exception:
+            log.exception("publish sweep failed")

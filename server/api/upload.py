@@ -1,0 +1,153 @@
+"""Stream a multipart upload to storage, never holding it whole in memory.
+
+The file part is hashed and counted as it arrives; the size limit is enforced while
+streaming (413 as soon as it is crossed). Parsing and disk writes run in a thread, chunk by
+chunk, so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from anyio import to_thread
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from server.api.errors import ApiError
+from server.storage import Storage
+
+FIELD_LIMIT = 64 * 1024
+CHUNK = 256 * 1024
+
+
+@dataclass
+class Upload:
+    key: str
+    filename: str = ""
+    size: int = 0
+    sha256: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    has_file: bool = False
+
+
+class _Receiver:
+    """python-multipart callbacks that send the `file` part to storage."""
+
+    def __init__(self, storage: Storage, upload: Upload, max_bytes: int) -> None:
+        self.storage, self.upload, self.max_bytes = storage, upload, max_bytes
+        self.hash = hashlib.sha256()
+        self.headers: dict[bytes, bytes] = {}
+        self.header_name = self.header_value = b""
+        self.name = ""
+        self.value = bytearray()
+        self.sink: BinaryIO | None = None
+        self.done = False
+
+    def callbacks(self) -> dict[str, object]:
+        return {"on_part_begin": self.part_begin, "on_header_field": self.header_field,
+                "on_header_value": self.header_piece, "on_header_end": self.header_end,
+                "on_headers_finished": self.headers_finished, "on_part_data": self.data,
+                "on_part_end": self.part_end, "on_end": self.end}
+
+    def part_begin(self) -> None:
+        self.headers, self.value = {}, bytearray()
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def header_piece(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def header_end(self) -> None:
+        self.headers[self.header_name.lower()] = self.header_value
+        self.header_name = self.header_value = b""
+
+    def headers_finished(self) -> None:
+        _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = params.get(b"name", b"").decode("utf-8", "replace")
+        if self.name == "file":
+            if self.upload.has_file:
+                raise ApiError(400, "duplicate_file", "send one `file` part per upload")
+            self.upload.has_file = True
+            self.upload.filename = params.get(b"filename", b"").decode("utf-8", "replace")
+            self.sink = self.storage.create(self.upload.key)
+
+    def data(self, data: bytes, start: int, end: int) -> None:
+        piece = data[start:end]
+        if self.sink is None:
+            self.value += piece
+            if len(self.value) > FIELD_LIMIT:
+                raise ApiError(413, "field_too_large", f"form field {self.name!r} is larger "
+                               f"than {FIELD_LIMIT} bytes")
+            return
+        self.upload.size += len(piece)
+        if self.upload.size > self.max_bytes:
+            raise ApiError(413, "file_too_large",
+                           f"the file is larger than the limit of {self.max_bytes} bytes")
+        self.hash.update(piece)
+        self.sink.write(piece)
+
+    def part_end(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+        elif self.name:
+            self.upload.fields[self.name] = self.value.decode("utf-8", "replace")
+
+    def end(self) -> None:
+        self.done = True
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+
+def boundary_of(request: Request) -> bytes:
+    kind, params = parse_options_header(request.headers.get("content-type", ""))
+    if kind != b"multipart/form-data" or b"boundary" not in params:
+        raise ApiError(415, "not_multipart", "send the file as multipart/form-data "
+                       "(curl -F file=@data.csv -F target=...)")
+    return params[b"boundary"]
+
+
+async def receive(request: Request, storage: Storage, key: str, max_bytes: int) -> Upload:
+    """Read the whole body; on any failure nothing is left in storage."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes + FIELD_LIMIT:
+        raise ApiError(413, "file_too_large", f"the upload is larger than the limit of "
+                       f"{max_bytes} bytes")
+    upload = Upload(key)
+    receiver = _Receiver(storage, upload, max_bytes)
+    parser = MultipartParser(boundary_of(request), receiver.callbacks())  # type: ignore[arg-type]
+    try:
+        await _feed(request, parser)
+    except MultipartParseError as error:
+        raise ApiError(400, "malformed_body", f"the multipart body is malformed: {error}") from None
+    except ClientDisconnect:
+        raise ApiError(400, "incomplete_body", "the client went away before the end") from None
+    finally:
+        receiver.close()
+        if not receiver.done or not upload.has_file:
+            storage.discard(key)
+    if not receiver.done:
+        raise ApiError(400, "incomplete_body", "the multipart body ended before its last part")
+    if not upload.has_file:
+        raise ApiError(422, "missing_file", "the upload has no `file` part")
+    upload.sha256 = receiver.hash.hexdigest()
+    storage.commit(key)
+    return upload
+
+
+async def _feed(request: Request, parser: MultipartParser) -> None:
+    pending = bytearray()
+    async for chunk in request.stream():
+        pending += chunk
+        if len(pending) >= CHUNK:
+            await to_thread.run_sync(parser.write, bytes(pending))
+            pending.clear()
+    if pending:
+        await to_thread.run_sync(parser.write, bytes(pending))
+    parser.finalize()

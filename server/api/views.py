@@ -1,0 +1,78 @@
+"""How jobs and refused rows look from outside."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import Row
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def job_view(job: Row[Any], request: Request) -> dict[str, Any]:
+    url = str(request.url_for("get_import", job_id=str(job.id)))
+    return {
+        "id": str(job.id),
+        "status": job.status,
+        "target": job.target,
+        "mode": job.mode,
+        "file_name": job.file_name,
+        "bytes_total": job.bytes_total,
+        "bytes_done": min(job.checkpoint_offset, job.bytes_total),
+        "rows_loaded": job.rows_loaded,
+        "rows_refused": job.rows_refused,
+        "rows_published": job.rows_published,
+        "sha256": job.sha256,
+        "encoding": job.encoding,
+        "delimiter": job.delimiter,
+        "header": job.header,
+        "extra_columns": job.extra_columns,
+        "error": job.error,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "url": url,
+        "events_url": f"{url}/events",
+        "errors_url": f"{url}/errors",
+    }
+
+
+def refused_view(row: Row[Any]) -> dict[str, Any]:
+    return {"line": row.line, "column": row.column, "code": row.code, "message": row.message,
+            "raw": row.raw, "errors": row.errors}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def neutralise(cell: str) -> str:
+    """A spreadsheet must never run a cell as a formula; plain numbers stay numbers."""
+    if cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def refused_csv(job: Row[Any], rows: Iterable[Row[Any]]) -> Iterator[str]:
+    """The file's own header, each refused line as it was, and a last column saying why."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=job.delimiter, lineterminator="\r\n")
+    writer.writerow([*(neutralise(name) for name in job.header), "error"])
+    yield "\ufeff" + _take(out)
+    for row in rows:
+        fields = next(csv.reader(io.StringIO(row.raw), delimiter=job.delimiter), [])
+        writer.writerow([*(neutralise(cell) for cell in fields), f"line {row.line}: {row.message}"])
+        yield _take(out)
+
+
+def _take(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text

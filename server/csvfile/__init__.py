@@ -1,0 +1,7 @@
+"""Pure CSV logic, no I/O beyond the file object it is handed.
+
+    detect.py    encoding, line ending and delimiter, from the first bytes of a file
+    reader.py    records with their line numbers and byte offsets, resumable at any record
+    header.py    CSV header names matched to a target's columns
+    convert.py   per-column converters compiled once from the column types
+"""

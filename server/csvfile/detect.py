@@ -1,0 +1,109 @@
+"""Guess how a file is written from its first bytes: encoding, line ending, delimiter."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+from dataclasses import dataclass
+
+HEAD_BYTES = 64 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "cp1252", "latin-1")
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Bytes that cp1252 leaves undefined; a file holding them is read as Latin-1 instead.
+_CP1252_HOLES = frozenset(b"\x81\x8d\x8f\x90\x9d")
+_CONTROL = frozenset(range(0x00, 0x09)) | frozenset(range(0x0E, 0x20)) - {0x1A}
+
+
+class NotText(ValueError):
+    """The bytes are not a text file (an image, an archive, a binary export)."""
+
+
+class EmptyFile(ValueError):
+    """Nothing to read, or only white space."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    encoding: str
+    bom_bytes: int
+    terminator: str
+    delimiter: str
+
+
+def detect_layout(head: bytes, encoding: str | None = None, delimiter: str | None = None) -> Layout:
+    """Read the first bytes of a file and say how it is written. Overrides win."""
+    found, bom = detect_encoding(head)
+    if encoding:
+        found = encoding
+    text = decode_head(head[bom:], found)
+    if not text.strip():
+        raise EmptyFile("the file is empty")
+    terminator = detect_terminator(text)
+    return Layout(found, bom, terminator, delimiter or detect_delimiter(text, terminator))
+
+
+def detect_encoding(head: bytes) -> tuple[str, int]:
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name, len(bom)
+    if not head.strip():
+        raise EmptyFile("the file is empty")
+    if _looks_binary(head):
+        raise NotText("the file is not text (it holds binary bytes such as NUL)")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return ("latin-1" if _CP1252_HOLES & set(head) else "cp1252"), 0
+    return "utf-8", 0
+
+
+def _looks_binary(head: bytes) -> bool:
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for byte in head[:4096] if byte in _CONTROL)
+    return controls > 0.01 * min(len(head), 4096)
+
+
+def decode_head(head: bytes, encoding: str) -> str:
+    """Decode the first bytes; a character cut at the end of the head is dropped."""
+    try:
+        return codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+    except UnicodeDecodeError as error:
+        raise NotText(f"the file cannot be read as {encoding}: {error.reason}") from error
+    except LookupError as error:
+        raise NotText(f"unknown encoding {encoding!r}") from error
+
+
+def detect_terminator(text: str) -> str:
+    """Lines end with LF or CRLF (split on LF either way), or with CR alone (old Macs)."""
+    if "\n" in text or "\r" not in text:
+        return "\n"
+    return "\r"
+
+
+def detect_delimiter(text: str, terminator: str) -> str:
+    """The candidate that splits the first records into the most consistent field counts."""
+    sample = text if len(text) < HEAD_BYTES // 2 else text[: text.rfind(terminator) + 1]
+    best, best_score = ",", (0.0, 0)
+    for candidate in DELIMITERS:
+        score = _consistency(sample, candidate)
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def _consistency(sample: str, delimiter: str) -> tuple[float, int]:
+    reader = csv.reader(io.StringIO(sample), delimiter=delimiter)
+    rows = [row for row in itertools.islice(reader, 50) if row]
+    if not rows or len(rows[0]) < 2:
+        return (0.0, 0)
+    width = len(rows[0])
+    agreeing = sum(1 for row in rows if len(row) == width)
+    return (agreeing / len(rows), width)

@@ -1,0 +1,1 @@
+"""Job records and refused rows: the source of truth for every import."""

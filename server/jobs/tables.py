@@ -1,0 +1,95 @@
+"""The tables as SQLAlchemy sees them. Migrations create them; a test checks they agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
+
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("target", Text, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("key_columns", JSONB, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'queued'")),
+    Column("file_key", Text, nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("bytes_total", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("encoding", Text, nullable=False),
+    Column("delimiter", Text, nullable=False),
+    Column("line_terminator", Text, nullable=False),
+    Column("header", JSONB, nullable=False),
+    Column("column_map", JSONB, nullable=False),
+    Column("extra_columns", JSONB, nullable=False),
+    Column("options", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("idempotency_key", Text, unique=True),
+    Column("checkpoint_offset", BigInteger, nullable=False, server_default=text("0")),
+    Column("checkpoint_line", BigInteger, nullable=False, server_default=text("2")),
+    Column("rows_loaded", BigInteger, nullable=False, server_default=text("0")),
+    Column("rows_refused", BigInteger, nullable=False, server_default=text("0")),
+    Column("rows_published", BigInteger),
+    Column("segments", Integer, nullable=False, server_default=text("0")),
+    Column("retries", Integer, nullable=False, server_default=text("0")),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    CheckConstraint(f"status IN {STATUSES}", name="import_jobs_status_check"),
+    CheckConstraint("mode IN ('append', 'upsert')", name="import_jobs_mode_check"),
+)
+
+refused_rows = Table(
+    "refused_rows",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("job_id", UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("line", BigInteger, nullable=False),
+    Column("column", Text),
+    Column("code", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("errors", JSONB, nullable=False),
+    UniqueConstraint("job_id", "line", name="refused_rows_job_line_key"),
+)
+
+import_segments = Table(
+    "import_segments",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("job_id", UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("worker", Text, nullable=False),
+    Column("start_line", BigInteger, nullable=False),
+    Column("start_offset", BigInteger, nullable=False),
+    Column("end_line", BigInteger),
+    Column("end_offset", BigInteger),
+    Column("outcome", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+)

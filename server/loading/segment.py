@@ -1,0 +1,240 @@
+"""One bounded segment of a job, run under the job's lock.
+
+A segment takes the job's advisory lock (so no two runners ever load the same job), resumes
+from the checkpoint, commits batch after batch, and stops when its time is spent (the job
+goes on in a continuation) or when the file ends (the staged rows are published). The lock
+belongs to the segment's connection: if the process dies, PostgreSQL releases it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, text
+
+from server.csvfile.convert import RowConverter
+from server.csvfile.detect import Layout
+from server.csvfile.reader import Record, RecordReader, read_record
+from server.loading import staging
+from server.loading.batches import batches
+from server.loading.checkpoint import Checkpoint, commit_batch, raw_cursor, save_refused
+from server.loading.publish import Publish, publish
+from server.settings import Settings
+from server.storage import Storage
+from server.targets import load_target
+
+log = logging.getLogger(__name__)
+
+ProgressHook = Callable[[uuid.UUID, Checkpoint], None]
+
+
+class Outcome(StrEnum):
+    FINISHED = "finished"  # completed, failed or cancelled: nothing more to do
+    PAUSED = "paused"  # time is up; a continuation must follow
+    BUSY = "busy"  # another runner holds the job
+    GONE = "gone"  # no such job, or it had already ended
+
+
+class JobFailed(Exception):
+    """The job cannot succeed (over its error budget, say): it ends `failed`."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    job_id: uuid.UUID
+    deadline: float
+    worker: str
+    on_progress: ProgressHook | None = None
+
+
+def lock_key(job_id: uuid.UUID) -> int:
+    """A signed 64-bit advisory lock key from the job id."""
+    return int.from_bytes(job_id.bytes[:8], "big", signed=True)
+
+
+def load_segment(engine: Engine, storage: Storage, settings: Settings, segment: Segment) -> Outcome:
+    with engine.connect() as connection:
+        locked = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                    {"key": lock_key(segment.job_id)}).scalar()
+        connection.commit()
+        if not locked:
+            log.info("job %s: another worker holds it, leaving it there", segment.job_id)
+            return Outcome.BUSY
+        return _Runner(connection, storage, settings, segment).run()
+
+
+class _Runner:
+    def __init__(self, connection: Connection, storage: Storage, settings: Settings,
+                 segment: Segment) -> None:
+        self.connection = connection
+        self.storage = storage
+        self.settings = settings
+        self.segment = segment
+        self.job_id = segment.job_id
+        self.segment_id = 0
+
+    def run(self) -> Outcome:
+        job = self._start()
+        if job is None:
+            return Outcome.GONE
+        try:
+            return self._load(job)
+        except JobFailed as failure:
+            self.fail(str(failure))
+            return Outcome.FINISHED
+
+    def _start(self) -> Row[Any] | None:
+        with self.connection.begin():
+            job = self.connection.execute(text(
+                "UPDATE import_jobs SET status = 'running', segments = segments + 1, "
+                "started_at = coalesce(started_at, now()), updated_at = now() "
+                "WHERE id = :id AND status IN ('queued', 'running') RETURNING *"),
+                {"id": self.job_id}).first()
+            if job is not None:
+                self.segment_id = self.connection.execute(text(
+                    "INSERT INTO import_segments (job_id, worker, start_line, start_offset) "
+                    "VALUES (:id, :worker, :line, :offset) RETURNING id"),
+                    {"id": self.job_id, "worker": self.segment.worker,
+                     "line": job.checkpoint_line, "offset": job.checkpoint_offset}).scalar_one()
+        if job is None:
+            log.info("job %s: not queued or running, nothing to do", self.job_id)
+        else:
+            log.info("job %s: segment starts at line %s (byte %s)", self.job_id,
+                     job.checkpoint_line, job.checkpoint_offset)
+        return job
+
+    def _load(self, job: Row[Any]) -> Outcome:
+        if job.cancel_requested:
+            self.cancel()
+            return Outcome.FINISHED
+        target = load_target(self.connection, job.target, self.settings.import_targets)
+        self.connection.commit()
+        columns = [None if name is None else target.column(name) for name in job.column_map]
+        used = [column.name for column in columns if column is not None]
+        with self.connection.begin():
+            staging.create(raw_cursor(self.connection), self.job_id, target, used)
+        at = Checkpoint(job.checkpoint_offset, job.checkpoint_line, job.rows_loaded,
+                        job.rows_refused, cancel_requested=False)
+        layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
+        converter = RowConverter(columns, job.options.get("null_markers", [""]))
+        with self.storage.open(job.file_key) as file:
+            reader = RecordReader(file, layout, at.offset, at.line)
+            for batch in batches(reader, converter, self.settings.batch_rows):
+                at = commit_batch(self.connection, self.job_id, at, batch, used)
+                self._after_batch(job, at)
+                if at.cancel_requested:
+                    self.cancel()
+                    return Outcome.FINISHED
+                if time.monotonic() >= self.segment.deadline:
+                    with self.connection.begin():
+                        self._end_segment("paused")
+                    return Outcome.PAUSED
+            plan = Publish(self.job_id, target, used, job.mode, job.key_columns)
+            self._publish(job, plan, lambda offset, line: _reread(file, layout, offset, line))
+        return Outcome.FINISHED
+
+    def _after_batch(self, job: Row[Any], at: Checkpoint) -> None:
+        log.debug("job %s: committed up to line %s", self.job_id, at.line - 1)
+        if self.segment.on_progress is not None:
+            self.segment.on_progress(self.job_id, at)
+        check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
+
+    def _publish(self, job: Row[Any], plan: Publish, reread: Callable[[int, int], Record]) -> None:
+        with self.connection.begin():
+            cursor = raw_cursor(self.connection)
+            cursor.execute("SAVEPOINT before_publish")
+            result = publish(cursor, plan, reread)
+            counts = self.connection.execute(text(
+                "SELECT rows_loaded, rows_refused FROM import_jobs WHERE id = :id"),
+                {"id": self.job_id}).one()
+            loaded = counts.rows_loaded - len(result.refused)
+            refused = counts.rows_refused + len(result.refused)
+            save_refused(cursor, self.job_id, result.refused)
+            try:
+                check_budget(job.options, loaded, refused, final=True)
+            except JobFailed:
+                cursor.execute("ROLLBACK TO SAVEPOINT before_publish")
+                save_refused(cursor, self.job_id, result.refused)
+                raise
+            self._complete(cursor, result.rows, loaded, refused)
+        log.info("job %s: completed, %s rows published, %s refused", self.job_id,
+                 result.rows, refused)
+
+    def _complete(self, cursor: Any, published: int, loaded: int, refused: int) -> None:
+        cursor.execute(
+            "UPDATE import_jobs SET status = 'completed', rows_published = %s, rows_loaded = %s, "
+            "rows_refused = %s, checkpoint_offset = bytes_total, finished_at = now(), "
+            "updated_at = now() WHERE id = %s",
+            (published, loaded, refused, self.job_id))
+        staging.drop(cursor, self.job_id)
+        self._end_segment("completed")
+
+    def cancel(self) -> None:
+        self._finish("cancelled", None)
+        log.info("job %s: cancelled, target untouched", self.job_id)
+
+    def fail(self, error: str) -> None:
+        self._finish("failed", error)
+        log.warning("job %s: failed: %s", self.job_id, error)
+
+    def _finish(self, status: str, error: str | None) -> None:
+        if self.connection.in_transaction():
+            self.connection.rollback()
+        with self.connection.begin():
+            self.connection.execute(text(
+                "UPDATE import_jobs SET status = :status, error = :error, finished_at = now(), "
+                "updated_at = now() WHERE id = :id AND status IN ('queued', 'running')"),
+                {"status": status, "error": error, "id": self.job_id})
+            staging.drop(raw_cursor(self.connection), self.job_id)
+            self._end_segment(status)
+
+    def _end_segment(self, outcome: str) -> None:
+        self.connection.execute(text(
+            "UPDATE import_segments s SET outcome = :outcome, finished_at = now(), "
+            "end_line = j.checkpoint_line, end_offset = j.checkpoint_offset "
+            "FROM import_jobs j WHERE j.id = s.job_id AND s.id = :id"),
+            {"outcome": outcome, "id": self.segment_id})
+
+
+def fail_job(engine: Engine, job_id: uuid.UUID, error: str) -> None:
+    """End a job as failed from outside a segment (a permanent fault, retries exhausted)."""
+    with engine.begin() as connection:
+        connection.execute(text(
+            "UPDATE import_jobs SET status = 'failed', error = :error, finished_at = now(), "
+            "updated_at = now() WHERE id = :id AND status IN ('queued', 'running')"),
+            {"error": error, "id": job_id})
+        staging.drop(raw_cursor(connection), job_id)
+
+
+def check_budget(options: dict[str, Any], loaded: int, refused: int, final: bool) -> None:
+    limit = options.get("max_errors")
+    if limit is not None and refused > limit:
+        raise JobFailed(f"{refused} rows refused, more than max_errors={limit}; "
+                        "nothing was written to the target")
+    rate = options.get("max_error_rate")
+    seen = loaded + refused
+    if rate is not None and final and seen and refused / seen > rate:
+        raise JobFailed(f"{refused} of {seen} rows refused ({refused / seen:.1%}), more than "
+                        f"max_error_rate={rate:.1%}; nothing was written to the target")
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "the uploaded file is gone from storage"
+    return f"{type(error).__name__}: {error}"
+
+
+def _reread(file: Any, layout: Layout, offset: int, line: int) -> Record:
+    position = file.tell()
+    try:
+        record = read_record(file, layout, offset, line)
+    finally:
+        file.seek(position)
+    return record or Record(line, [], [], offset, offset, line)
+

@@ -1,0 +1,123 @@
+"""Every exchange, queue, binding and argument of the broker, declared in one place.
+
+    imports ──work──► imports.work ──(expired / rejected / delivery limit)──► imports.dlx
+       ▲                                                                         │ dead
+       └── imports.retry.<N>s (TTL N s) ◄── imports.retry                        ▼
+                                                                            imports.dead
+
+`rabbitmq/definitions.json`, which the broker loads at boot, says the same thing; a test
+proves that they agree (`python -m server.messaging.topology` prints the definitions).
+Queue arguments cannot change once a queue exists: to change one, use a new queue name.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from kombu import Connection, Exchange, Queue
+
+from server.settings import Settings, get_settings
+
+EXCHANGE = "imports"
+DEAD_EXCHANGE = "imports.dlx"
+RETRY_EXCHANGE = "imports.retry"
+WORK_QUEUE = "imports.work"
+DEAD_QUEUE = "imports.dead"
+WORK_KEY = "work"
+DEAD_KEY = "dead"
+
+# Quorum queues with at-least-once dead-lettering: a message leaves for the dead-letter
+# queue only once that queue has confirmed it (RabbitMQ 3.10+; needs reject-publish).
+_QUORUM = {"x-queue-type": "quorum"}
+_SAFE_DEAD_LETTERS = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+
+def retry_queue_name(delay_seconds: int) -> str:
+    return f"imports.retry.{delay_seconds}s"
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchanges: list[Exchange]
+    queues: list[Queue]
+
+    @property
+    def work(self) -> Queue:
+        return next(queue for queue in self.queues if queue.name == WORK_QUEUE)
+
+
+def build(settings: Settings) -> Topology:
+    imports = Exchange(EXCHANGE, "direct", durable=True)
+    dead = Exchange(DEAD_EXCHANGE, "direct", durable=True)
+    retry = Exchange(RETRY_EXCHANGE, "direct", durable=True)
+    # Order matters: the dead-letter route exists before any queue that dead-letters to it.
+    queues = [
+        Queue(DEAD_QUEUE, dead, routing_key=DEAD_KEY, durable=True, queue_arguments=_QUORUM),
+        Queue(WORK_QUEUE, imports, routing_key=WORK_KEY, durable=True,
+              queue_arguments=work_arguments(settings)),
+    ]
+    queues += [
+        Queue(retry_queue_name(delay), retry, routing_key=retry_queue_name(delay), durable=True,
+              queue_arguments=retry_arguments(delay))
+        for delay in settings.retry_delays_seconds
+    ]
+    return Topology([dead, retry, imports], queues)
+
+
+def work_arguments(settings: Settings) -> dict[str, Any]:
+    return {
+        **_QUORUM,
+        "x-message-ttl": settings.work_message_ttl_seconds * 1000,
+        "x-delivery-limit": settings.delivery_limit,
+        "x-dead-letter-exchange": DEAD_EXCHANGE,
+        "x-dead-letter-routing-key": DEAD_KEY,
+        **_SAFE_DEAD_LETTERS,
+    }
+
+
+def retry_arguments(delay_seconds: int) -> dict[str, Any]:
+    """A wait queue: nobody consumes it; when a message's time is up it goes back to work."""
+    return {
+        **_QUORUM,
+        "x-message-ttl": delay_seconds * 1000,
+        "x-dead-letter-exchange": EXCHANGE,
+        "x-dead-letter-routing-key": WORK_KEY,
+        **_SAFE_DEAD_LETTERS,
+    }
+
+
+def declare(connection: Connection, topology: Topology) -> None:
+    channel = connection.default_channel
+    for exchange in topology.exchanges:
+        exchange(channel).declare()
+    for queue in topology.queues:
+        queue(channel).declare()
+
+
+def definitions(topology: Topology, vhost: str = "/") -> dict[str, Any]:
+    """The same topology in the shape of RabbitMQ's definitions file."""
+    return {
+        "exchanges": [
+            {"name": e.name, "vhost": vhost, "type": e.type, "durable": True,
+             "auto_delete": False, "internal": False, "arguments": {}}
+            for e in topology.exchanges
+        ],
+        "queues": [
+            {"name": q.name, "vhost": vhost, "durable": True, "auto_delete": False,
+             "arguments": dict(q.queue_arguments or {})}
+            for q in topology.queues
+        ],
+        "bindings": [
+            {"source": q.exchange.name, "vhost": vhost, "destination": q.name,
+             "destination_type": "queue", "routing_key": q.routing_key, "arguments": {}}
+            for q in topology.queues
+        ],
+    }
+
+
+if __name__ == "__main__":
+    json.dump(definitions(build(get_settings())), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")

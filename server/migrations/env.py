@@ -1,0 +1,22 @@
+"""Alembic environment: the database URL comes from the settings object."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from server.jobs.tables import metadata
+from server.settings import get_settings
+
+
+def run_migrations() -> None:
+    url = context.config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations()

@@ -1,0 +1,51 @@
+"""Run the API and a worker together, in the foreground, until Ctrl-C.
+
+    python -m server.run
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from server.settings import get_settings
+
+
+def commands() -> list[list[str]]:
+    settings = get_settings()
+    return [
+        [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host", settings.api_host,
+         "--port", str(settings.api_port)],
+        worker_command(),
+    ]
+
+
+def worker_command(concurrency: int = 2) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "server.work.celery_app", "worker",
+            "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+def main() -> int:
+    settings = get_settings()
+    children = [subprocess.Popen(command) for command in commands()]
+    print(f"\n  CSV import is starting: open {settings.base_url}/docs\n"
+          f"  upload: curl -F file=@server/demo/customers.csv -F target=customers "
+          f"{settings.base_url}/imports\n", flush=True)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        child.wait(timeout=30)
+    return max((child.returncode or 0) for child in children)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

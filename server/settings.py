@@ -1,0 +1,95 @@
+"""One settings object, read from the environment (or a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# RabbitMQ closes a channel that holds an unacknowledged delivery for longer than this
+# (its default `consumer_timeout`); a task's hard time limit must stay well below it.
+BROKER_CONSUMER_TIMEOUT_SECONDS = 1800
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/csv_import"
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    upload_dir: Path = Path("var/uploads")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = ""
+
+    # Tables that may be imported into: `table`, `schema.table`, or `schema.*`.
+    import_targets: Annotated[list[str], NoDecode] = ["public.customers"]
+    max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
+
+    # Loading: rows per committed batch, and how long one task may load before it hands
+    # the job on to a continuation message (keeps every delivery far from the broker's
+    # consumer timeout).
+    batch_rows: int = Field(default=10_000, gt=0)
+    segment_seconds: float = Field(default=60.0, gt=0)
+    soft_time_limit_seconds: int = 300
+    hard_time_limit_seconds: int = 360
+    # A stuck statement returns before the soft time limit fires.
+    statement_timeout_seconds: int = 240
+
+    # Broker: how long a job may wait for a worker before it is dead-lettered, how many
+    # times one delivery may be redelivered (crashed workers) before it is, and the
+    # broker-side waits between retries of transient faults.
+    work_message_ttl_seconds: int = 24 * 3600
+    delivery_limit: int = 5
+    retry_delays_seconds: Annotated[list[int], NoDecode] = [5, 30, 120, 600]
+    max_retries: int = 6
+
+    # Jobs committed but never confirmed by the broker are published again by a sweeper.
+    publish_sweep_seconds: float = 15.0
+    publish_grace_seconds: float = 30.0
+
+    @field_validator("import_targets", mode="before")
+    @classmethod
+    def _split_targets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retry_delays_seconds", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _limits_are_ordered(self) -> Settings:
+        limits = (
+            self.statement_timeout_seconds,
+            self.soft_time_limit_seconds,
+            self.hard_time_limit_seconds,
+            BROKER_CONSUMER_TIMEOUT_SECONDS,
+        )
+        if not all(a < b for a, b in pairwise(limits)):
+            raise ValueError(
+                "need statement timeout < soft time limit < hard time limit "
+                f"< broker consumer timeout ({BROKER_CONSUMER_TIMEOUT_SECONDS}s), got {limits[:3]}"
+            )
+        if self.segment_seconds >= self.soft_time_limit_seconds:
+            raise ValueError("segment_seconds must be below soft_time_limit_seconds")
+        if not self.retry_delays_seconds:
+            raise ValueError("retry_delays_seconds needs at least one delay")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

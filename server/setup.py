@@ -1,0 +1,117 @@
+"""Prepare what the service needs: reachable services, the database, migrations, the
+broker's topology and its management UI. Says what is missing instead of a stack trace.
+
+    python -m server.setup
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import psycopg2
+import redis
+from kombu import Connection
+from sqlalchemy.engine import make_url
+
+from server.jobs.migrate import upgrade
+from server.messaging import topology
+from server.settings import Settings, get_settings
+
+HOW_TO_START = {
+    "PostgreSQL": "start it (e.g. `pg_ctlcluster 15 main start` or `docker compose up -d "
+                  "postgres`) or set DATABASE_URL",
+    "Redis": "start it (e.g. `redis-server --daemonize yes` or `docker compose up -d redis`) "
+             "or set REDIS_URL",
+    "RabbitMQ": "start it (e.g. `rabbitmq-server -detached` or `docker compose up -d "
+                "rabbitmq`) or set BROKER_URL",
+}
+
+
+class Unreachable(RuntimeError):
+    pass
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create the database named in DATABASE_URL if the server does not have it yet."""
+    url = make_url(settings.database_url)
+    params = {"host": url.host or "127.0.0.1", "port": url.port or 5432,
+              "user": url.username or "postgres", "password": url.password or None,
+              "connect_timeout": 5}
+    try:
+        server = psycopg2.connect(dbname="postgres", **params)
+    except psycopg2.OperationalError as error:
+        raise Unreachable("PostgreSQL", f"{url.host}:{url.port}", error) from None
+    server.autocommit = True
+    with server.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{url.database}"')
+            print(f"created database {url.database}")
+    server.close()
+
+
+def check_redis(settings: Settings) -> None:
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+    except redis.exceptions.ConnectionError as error:
+        raise Unreachable("Redis", settings.redis_url, error) from None
+
+
+def prepare_broker(settings: Settings) -> None:
+    try:
+        with Connection(settings.broker_url, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as error:  # noqa: BLE001 - kombu raises several kinds here
+        raise Unreachable("RabbitMQ", settings.broker_url.split("@")[-1], error) from None
+    ensure_vhost(settings)
+    with Connection(settings.broker_url) as connection:
+        topology.declare(connection, topology.build(settings))
+
+
+def ensure_vhost(settings: Settings) -> None:
+    vhost = Connection(settings.broker_url).virtual_host
+    if vhost in ("/", "") or not shutil.which("rabbitmqctl"):
+        return
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True,
+                            text=True, check=False)
+    if vhost not in listed.stdout.split():
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest",
+                        ".*", ".*", ".*"], check=True)
+
+
+def enable_management(management_url: str = "http://127.0.0.1:15672/") -> str:
+    """The management UI, on a local broker that does not have it on yet."""
+    try:
+        urllib.request.urlopen(management_url, timeout=2).close()  # noqa: S310 - fixed URL
+    except (urllib.error.URLError, OSError):
+        if not shutil.which("rabbitmq-plugins"):
+            return "management UI not reachable (enable the rabbitmq_management plugin)"
+        subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
+                       check=False, capture_output=True)
+    return f"management UI: {management_url} (guest/guest)"
+
+
+def main() -> int:
+    settings = get_settings()
+    try:
+        ensure_database(settings)
+        check_redis(settings)
+        prepare_broker(settings)
+    except Unreachable as error:
+        service, where, cause = error.args
+        print(f"error: {service} is not reachable at {where}: {cause}\n"
+              f"  {HOW_TO_START[service]}", file=sys.stderr)
+        return 1
+    upgrade(settings.database_url)
+    settings.upload_dir.mkdir(parents=True, exist_ok=True)
+    print("database migrated, broker topology declared;", enable_management())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

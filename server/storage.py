@@ -1,0 +1,52 @@
+"""Where uploaded files live until their job is done.
+
+By default a directory shared by the API and the workers. The interface is small so that an
+object store can take its place when workers run on other hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+class Storage(Protocol):
+    def create(self, key: str) -> BinaryIO: ...
+    def commit(self, key: str) -> None: ...
+    def discard(self, key: str) -> None: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def delete(self, key: str) -> None: ...
+
+
+class LocalStorage:
+    """Files in one directory. A file is written under a temporary name and renamed when
+    complete, so a reader never sees half an upload. Keys are made by the service, never
+    taken from a client, and are checked anyway so that no path leaves the directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str, suffix: str = "") -> Path:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"invalid storage key {key!r}")
+        return self.root / (key + suffix)
+
+    def create(self, key: str) -> BinaryIO:
+        return open(self._path(key, ".part"), "xb")
+
+    def commit(self, key: str) -> None:
+        os.replace(self._path(key, ".part"), self._path(key))
+
+    def discard(self, key: str) -> None:
+        self._path(key, ".part").unlink(missing_ok=True)
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

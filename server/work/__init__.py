@@ -1,0 +1,1 @@
+"""Celery: the app, its consumer, and the one task that loads a segment of a job."""

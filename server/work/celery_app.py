@@ -1,0 +1,48 @@
+"""The Celery app. Every setting here exists for a reason: see the comments."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from server.messaging import topology
+from server.settings import get_settings
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    app = Celery("csv_import", set_as_current=True)
+    app.conf.update(
+        broker_url=settings.broker_url,
+        # A publish is only done when the broker confirms it (a broker alarm can drop it).
+        broker_transport_options={"confirm_publish": True},
+        broker_connection_retry_on_startup=True,
+        task_queues=[topology.build(settings).work],
+        task_default_queue=topology.WORK_QUEUE,
+        task_default_exchange=topology.EXCHANGE,
+        task_default_routing_key=topology.WORK_KEY,
+        # Queues come from the topology module only, with their arguments.
+        task_create_missing_queues=False,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # Ack after the work, requeue if the worker process dies, and do not ack failures,
+        # so that they reach the dead-letter queue.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure=False,
+        task_acks_on_timeout=False,
+        worker_prefetch_multiplier=1,
+        # Below the broker's consumer timeout: a segment never holds a delivery that long.
+        task_soft_time_limit=settings.soft_time_limit_seconds,
+        task_time_limit=settings.hard_time_limit_seconds,
+        # No remote control or event queues: nothing but the topology exists on the broker.
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        worker_consumer="server.work.consumer:ImportConsumer",
+        worker_hijack_root_logger=False,
+        include=["server.work.tasks"],
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,127 @@
+"""The one task: load a segment of a job, then hand the job on, retry it, or let it die.
+
+The task deals with messages, retries and acks; the work itself is `load_segment`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import kombu.exceptions
+import psycopg2
+import redis.exceptions
+import sqlalchemy.exc
+from celery import Task
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from kombu import Connection
+from sqlalchemy import Engine
+
+from server.db import worker_engine
+from server.loading.segment import Outcome, Segment, describe, fail_job, load_segment
+from server.messaging import topology
+from server.messaging.publish import TASK_NAME, publish_job
+from server.settings import Settings, get_settings
+from server.storage import LocalStorage, Storage
+from server.work.celery_app import app
+
+log = logging.getLogger(__name__)
+
+# Faults that pass: the job is retried later through a broker wait queue.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    kombu.exceptions.OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass
+class _Process:
+    settings: Settings
+    engine: Engine
+    storage: Storage
+
+
+_process: _Process | None = None
+
+
+@worker_init.connect
+def _declare_topology(**_: object) -> None:
+    settings = get_settings()
+    with Connection(settings.broker_url) as connection:
+        topology.declare(connection, topology.build(settings))
+
+
+@worker_process_init.connect
+def _open_process(**_: object) -> None:
+    """Engines are made after the fork: a connection must never be shared by processes."""
+    global _process
+    settings = get_settings()
+    _process = _Process(settings, worker_engine(settings), LocalStorage(settings.upload_dir))
+
+
+@worker_process_shutdown.connect
+def _close_process(**_: object) -> None:
+    if _process is not None:
+        _process.engine.dispose()
+
+
+def process() -> _Process:
+    if _process is None:  # outside a prefork child (tests calling the task body directly)
+        _open_process()
+    assert _process is not None
+    return _process
+
+
+@app.task(name=TASK_NAME, bind=True)
+def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
+    state = process()
+    job = uuid.UUID(job_id)
+    segment = Segment(job, time.monotonic() + state.settings.segment_seconds,
+                      f"{socket.gethostname()}:{os.getpid()}")
+    try:
+        outcome = load_segment(state.engine, state.storage, state.settings, segment)
+    except SoftTimeLimitExceeded:
+        log.warning("job %s: soft time limit, continuing from the last checkpoint", job)
+        outcome = Outcome.PAUSED
+    except TRANSIENT as error:
+        return retry_later(state, job, retries, error)
+    except Exception as error:
+        log.exception("job %s: permanent failure", job)
+        fail_job(state.engine, job, describe(error))
+        raise Reject(describe(error), requeue=False) from error
+    if outcome is Outcome.PAUSED:
+        publish_job(self.app, job)
+    return outcome.value
+
+
+def retry_later(state: _Process, job: uuid.UUID, retries: int, error: BaseException) -> str:
+    """Wait in the broker, not in this worker: the delay grows with each retry, with jitter."""
+    if retries >= state.settings.max_retries:
+        log.error("job %s: giving up after %s retries: %s", job, retries, error)
+        try:
+            fail_job(state.engine, job, f"gave up after {retries} retries: {describe(error)}")
+        except TRANSIENT:
+            log.exception("job %s: could not mark it failed", job)
+        raise Reject(f"retries exhausted: {describe(error)}", requeue=False) from error
+    delays = state.settings.retry_delays_seconds
+    delay = delays[min(retries, len(delays) - 1)]
+    # Jitter picks the neighbouring wait queue at times, so that jobs that failed together
+    # do not all come back together.
+    if random.random() < 0.3 and retries + 1 < len(delays):  # noqa: S311 - not for security
+        delay = delays[retries + 1]
+    log.warning("job %s: transient fault (%s), retry %s in %ss", job, describe(error),
+                retries + 1, delay)
+    publish_job(app, job, retries=retries + 1, delay_seconds=delay)
+    return "retrying"
