@@ -62,25 +62,27 @@ def check_redis(settings: Settings) -> None:
 
 
 def prepare_broker(settings: Settings) -> None:
+    ensure_vhost(settings)
     try:
         with Connection(settings.broker_url, connect_timeout=5) as connection:
             connection.ensure_connection(max_retries=1)
     except Exception as error:  # noqa: BLE001 - kombu raises several kinds here
         raise Unreachable("RabbitMQ", settings.broker_url.split("@")[-1], error) from None
-    ensure_vhost(settings)
     with Connection(settings.broker_url) as connection:
         topology.declare(connection, topology.build(settings))
 
 
 def ensure_vhost(settings: Settings) -> None:
-    vhost = Connection(settings.broker_url).virtual_host
+    """A virtual host other than `/` (the tests use their own) is created on a local broker."""
+    connection = Connection(settings.broker_url)
+    vhost, user = connection.virtual_host, connection.userid
     if vhost in ("/", "") or not shutil.which("rabbitmqctl"):
         return
     listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True,
                             text=True, check=False)
-    if vhost not in listed.stdout.split():
+    if listed.returncode == 0 and vhost not in listed.stdout.split():
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest",
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user,
                         ".*", ".*", ".*"], check=True)
 
 

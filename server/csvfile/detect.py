@@ -42,7 +42,7 @@ def detect_layout(head: bytes, encoding: str | None = None, delimiter: str | Non
     found, bom = detect_encoding(head)
     if encoding:
         found = encoding
-    text = decode_head(head[bom:], found)
+    text = decode_head(head[bom:], found, strict=encoding is None)
     if not text.strip():
         raise EmptyFile("the file is empty")
     terminator = detect_terminator(text)
@@ -71,10 +71,12 @@ def _looks_binary(head: bytes) -> bool:
     return controls > 0.01 * min(len(head), 4096)
 
 
-def decode_head(head: bytes, encoding: str) -> str:
-    """Decode the first bytes; a character cut at the end of the head is dropped."""
+def decode_head(head: bytes, encoding: str, strict: bool = True) -> str:
+    """Decode the first bytes; a character cut at the end of the head is dropped. With an
+    encoding the user chose, bad bytes are left for the rows that hold them to report."""
     try:
-        return codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+        decoder = codecs.getincrementaldecoder(encoding)("strict" if strict else "replace")
+        return decoder.decode(head, final=False)
     except UnicodeDecodeError as error:
         raise NotText(f"the file cannot be read as {encoding}: {error.reason}") from error
     except LookupError as error:
@@ -100,7 +102,7 @@ def detect_delimiter(text: str, terminator: str) -> str:
 
 
 def _consistency(sample: str, delimiter: str) -> tuple[float, int]:
-    reader = csv.reader(io.StringIO(sample), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
     rows = [row for row in itertools.islice(reader, 50) if row]
     if not rows or len(rows[0]) < 2:
         return (0.0, 0)

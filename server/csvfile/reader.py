@@ -57,7 +57,8 @@ def split_lines(
         pos = _find_aligned(buf, terminator, start, unit)
         if pos >= 0:
             end = pos + len(terminator)
-            yield buf[start:end], 0
+            size = min(end - start, max_line)
+            yield buf[start : start + size], end - start - size
             start = end
             continue
         if len(buf) - start > max_line:

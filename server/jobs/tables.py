@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     MetaData,
     Table,
@@ -62,6 +63,9 @@ import_jobs = Table(
     CheckConstraint(f"status IN {STATUSES}", name="import_jobs_status_check"),
     CheckConstraint("mode IN ('append', 'upsert')", name="import_jobs_mode_check"),
 )
+Index("import_jobs_created_at_idx", import_jobs.c.created_at.desc())
+Index("import_jobs_unpublished_idx", import_jobs.c.created_at,
+      postgresql_where=text("published_at IS NULL AND status = 'queued'"))
 
 refused_rows = Table(
     "refused_rows",

@@ -1,0 +1,143 @@
+"""Fixtures for tests against the real PostgreSQL, Redis and RabbitMQ on localhost.
+
+Tests use their own database, RabbitMQ virtual host and Redis database, so they never
+touch what `make run` uses. Each test gets its own target tables and a clean queue.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kombu import Connection
+
+from tests.support import (
+    CUSTOMERS_DDL,
+    ROOT,
+    TEST_SCHEMA,
+    Database,
+    Process,
+    free_port,
+    start_api,
+    start_worker,
+)
+
+ARTIFACTS = ROOT / "test-artifacts"
+API_PORT = free_port()
+ENV = {
+    "DATABASE_URL": os.environ.get(
+        "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/csv_import_test"),
+    "BROKER_URL": os.environ.get(
+        "TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/csv_import_test"),
+    "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    "UPLOAD_DIR": str(ARTIFACTS / "uploads"),
+    "IMPORT_TARGETS": f"public.customers,{TEST_SCHEMA}.*",
+    "MAX_UPLOAD_BYTES": str(20 * 1024 * 1024),
+    "API_PORT": str(API_PORT),
+    "PUBLISH_SWEEP_SECONDS": "1",
+    "PUBLISH_GRACE_SECONDS": "2",
+}
+# Settings are read from the environment: set it before anything imports them.
+os.environ.update(ENV)
+
+from server import setup  # noqa: E402
+from server.messaging import topology  # noqa: E402
+from server.settings import get_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def log_dir() -> Path:
+    path = ARTIFACTS / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prepared() -> None:
+    get_settings.cache_clear()
+    assert setup.main() == 0, "the test services are not ready (see above)"
+    Database(db_dsn()).execute(f"CREATE SCHEMA IF NOT EXISTS {TEST_SCHEMA}")
+
+
+def db_dsn() -> str:
+    return ENV["DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def db(prepared: None) -> Database:
+    return Database(db_dsn())
+
+
+@pytest.fixture(scope="session")
+def api(prepared: None, log_dir: Path) -> Iterator[str]:
+    process = start_api(dict(os.environ), log_dir, API_PORT)
+    yield f"http://127.0.0.1:{API_PORT}"
+    process.stop()
+
+
+@pytest.fixture
+def client(api: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture
+def broker(prepared: None) -> Iterator[Connection]:
+    """A connection to the test virtual host, with the work and dead queues empty."""
+    with Connection(ENV["BROKER_URL"]) as connection:
+        purge(connection)
+        yield connection
+        purge(connection)
+
+
+def purge(connection: Connection) -> None:
+    for queue in topology.build(get_settings()).queues:
+        queue(connection.default_channel).purge()
+
+
+StartWorker = Callable[..., Process]
+
+
+@pytest.fixture
+def workers(broker: Connection, log_dir: Path) -> Iterator[StartWorker]:
+    """Start real Celery workers (prefork), each with its own settings if asked."""
+    started: list[Process] = []
+
+    def start(concurrency: int = 1, **settings: Any) -> Process:
+        env = dict(os.environ, **{name.upper(): str(value) for name, value in settings.items()})
+        worker = start_worker(env, log_dir, concurrency)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def worker(workers: StartWorker) -> Process:
+    return workers()
+
+
+MakeTable = Callable[..., str]
+
+
+@pytest.fixture
+def table(db: Database) -> Iterator[MakeTable]:
+    """Create target tables in the test schema; dropped after the test."""
+    made: list[str] = []
+
+    def make(ddl: str = CUSTOMERS_DDL, name: str | None = None) -> str:
+        qualified = f"{TEST_SCHEMA}.{name or 't_' + uuid.uuid4().hex[:10]}"
+        db.execute(f"CREATE TABLE {qualified} {ddl}")
+        made.append(qualified)
+        return qualified
+
+    yield make
+    for qualified in made:
+        db.execute(f"DROP TABLE IF EXISTS {qualified} CASCADE")

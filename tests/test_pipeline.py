@@ -1,0 +1,189 @@
+"""End to end: the API, a real Celery worker, RabbitMQ and PostgreSQL, exactly once."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+from kombu import Connection
+
+from server.messaging.topology import WORK_QUEUE
+from tests.broker import dead_letters, message_count
+from tests.conftest import ENV, MakeTable, StartWorker
+from tests.support import (
+    CUSTOMER_COLUMNS,
+    ROOT,
+    Database,
+    Process,
+    csv_bytes,
+    customer_rows,
+    upload,
+    wait_for_job,
+    wait_until,
+)
+
+
+def loaded_reference(db: Database, table: MakeTable, content: bytes) -> str:
+    reference = table()
+    db.copy_csv(reference, content)
+    return reference
+
+
+def test_a_100k_row_file_lands_exactly_once(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(100_000))
+    target, reference = table(), loaded_reference(db, table, content)
+
+    response = upload(client, content, target)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status"] == "queued"
+    assert accepted["url"].endswith(f"/imports/{accepted['id']}")
+    assert accepted["events_url"].endswith("/events")
+    assert accepted["errors_url"].endswith("/errors")
+
+    job = wait_for_job(client, accepted["id"])
+    assert job["status"] == "completed", job
+    assert (job["rows_loaded"], job["rows_refused"], job["rows_published"]) == (100_000, 0, 100_000)
+    assert job["bytes_done"] == job["bytes_total"] == len(content)
+    assert db.checksum(target) == db.checksum(reference)
+    assert db.value("SELECT count(*) FROM pg_tables WHERE schemaname = 'import_staging' "
+                    "AND tablename = %s", (f"job_{accepted['id'].replace('-', '')}",)) == 0
+
+
+def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
+) -> None:
+    rows = 200_000
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(rows))
+    target, reference = table(), loaded_reference(db, table, content)
+    first = workers(batch_rows=500)
+    job_id = upload(client, content, target).json()["id"]
+
+    loaded_at_kill = wait_until(
+        lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,)),
+        60, "no batch was committed")
+    first.kill(signal.SIGKILL)
+    assert loaded_at_kill < rows, "the import ended before the kill: make the file larger"
+    checkpoint = db.value("SELECT checkpoint_line FROM import_jobs WHERE id = %s", (job_id,))
+    assert db.value("SELECT count(*) FROM " + target) == 0, "the target is touched only at the end"
+
+    workers(batch_rows=500)
+    job = wait_for_job(client, job_id)
+    assert job["status"] == "completed", job
+    assert (job["rows_loaded"], job["rows_refused"]) == (rows, 0)
+    assert db.checksum(target) == db.checksum(reference)
+    starts = [line for (line,) in db.rows(
+        "SELECT start_line FROM import_segments WHERE job_id = %s ORDER BY id", (job_id,))]
+    assert starts[0] == 2
+    assert starts[1] == checkpoint > 2, "the new worker resumed at the checkpoint, not line 1"
+
+
+def test_a_job_longer_than_a_segment_goes_on_through_continuations(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(30_000))
+    target, reference = table(), loaded_reference(db, table, content)
+    workers(batch_rows=1000, segment_seconds=0.01)
+
+    job_id = upload(client, content, target).json()["id"]
+    job = wait_for_job(client, job_id)
+
+    assert job["status"] == "completed", job
+    assert db.checksum(target) == db.checksum(reference)
+    outcomes = [o for (o,) in db.rows(
+        "SELECT outcome FROM import_segments WHERE job_id = %s ORDER BY id", (job_id,))]
+    assert len(outcomes) >= 10
+    assert outcomes == ["paused"] * (len(outcomes) - 1) + ["completed"]
+
+
+def test_a_failed_import_leaves_the_target_untouched_and_the_message_dead(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    broker: Connection,
+) -> None:
+    target = table()
+    db.execute(f"INSERT INTO {target} (id, email) VALUES (1, 'kept@example.com')")
+    before = db.checksum(target)
+    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(50)), target).json()["id"]
+    Path(ENV["UPLOAD_DIR"], f"{job_id}.csv").unlink()
+
+    workers()
+    job = wait_for_job(client, job_id)
+
+    assert job["status"] == "failed"
+    assert "file is gone" in job["error"]
+    assert db.checksum(target) == before
+    dead = wait_until(lambda: [d for d in dead_letters(broker) if d.job_id == job_id], 30,
+                      "the failed job's message never reached imports.dead")
+    assert dead[0].reason == "rejected"
+
+
+def test_database_refusals_become_refused_rows_and_the_rest_lands(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    target = table("(id bigint PRIMARY KEY, email text NOT NULL CHECK (email LIKE '%@%'))")
+    db.execute(f"INSERT INTO {target} VALUES (3, 'old@example.com')")
+    content = b"id,email\n1,a@x\n2,b@x\n3,taken@x\n2,again@x\n4,no-at-sign\n5,e@x\n"
+
+    job = wait_for_job(client, upload(client, content, target).json()["id"])
+
+    assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", 3, 3)
+    assert db.rows(f"SELECT id, email FROM {target} ORDER BY id") == [
+        (1, "a@x"), (2, "b@x"), (3, "old@example.com"), (5, "e@x")]
+    refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
+    assert [(r["line"], r["code"], r["raw"]) for r in refused] == [
+        (4, "duplicate_key", "3,taken@x"), (5, "duplicate_key", "2,again@x"),
+        (6, "check_violation", "4,no-at-sign")]
+
+
+def test_upsert_updates_changed_rows_inserts_new_ones_and_a_rerun_changes_nothing(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    target = table("(id int PRIMARY KEY, name text, score int)")
+    db.execute(f"INSERT INTO {target} VALUES (1, 'same', 1), (2, 'old', 2)")
+    content = b"id,name,score\n1,same,1\n2,new,20\n3,added,3\n"
+
+    first = wait_for_job(client, upload(client, content, target, mode="upsert").json()["id"])
+    again = wait_for_job(client, upload(client, content, target, mode="upsert").json()["id"])
+
+    assert (first["status"], first["rows_published"]) == ("completed", 2)
+    assert (again["status"], again["rows_published"]) == ("completed", 0)
+    assert db.rows(f"SELECT * FROM {target} ORDER BY id") == [
+        (1, "same", 1), (2, "new", 20), (3, "added", 3)]
+
+
+def test_the_demo_file_imports_out_of_the_box(
+    client: httpx.Client, worker: Process, db: Database
+) -> None:
+    db.execute("TRUNCATE public.customers")
+    content = (ROOT / "server" / "demo" / "customers.csv").read_bytes()
+
+    job = wait_for_job(client, upload(client, content, "customers").json()["id"])
+
+    assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", 198, 2)
+    assert db.value("SELECT count(*) FROM public.customers") == 198
+    refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
+    assert [(r["line"], r["column"], r["code"]) for r in refused] == [
+        (69, "signup_date", "not_date"), (151, "balance", "not_number")]
+
+
+def test_a_job_the_api_committed_but_never_published_is_published_by_the_sweeper(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    broker: Connection,
+) -> None:
+    target = table()
+    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), target).json()["id"]
+    # The state a crash between commit and publish leaves: a queued job and no message.
+    wait_until(lambda: message_count(broker, WORK_QUEUE) == 1, 10)
+    broker.default_channel.queue_purge(WORK_QUEUE)
+    db.execute("UPDATE import_jobs SET published_at = NULL, created_at = now() - interval "
+               "'1 minute' WHERE id = %s", (job_id,))
+
+    wait_until(lambda: message_count(broker, WORK_QUEUE) == 1, 30, "the sweeper never published")
+    workers()
+
+    job = wait_for_job(client, job_id)
+    assert (job["status"], job["rows_loaded"]) == ("completed", 10)
+    assert db.value("SELECT published_at IS NOT NULL FROM import_jobs WHERE id = %s", (job_id,))
