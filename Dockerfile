@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY pyproject.toml README.md ./
+COPY server ./server
+RUN pip install --no-cache-dir . && useradd --create-home app && mkdir -p /data/uploads \
+    && chown app /data/uploads
+USER app
+EXPOSE 8000
+CMD ["uvicorn", "server.api.app:app", "--host", "0.0.0.0", "--port", "8000"]
