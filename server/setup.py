@@ -75,7 +75,7 @@ def prepare_broker(settings: Settings) -> None:
 def ensure_vhost(settings: Settings) -> None:
     """A virtual host other than `/` (the tests use their own) is created on a local broker."""
     connection = Connection(settings.broker_url)
-    vhost, user = connection.virtual_host, connection.userid
+    vhost, user = connection.virtual_host, connection.userid or "guest"
     if vhost in ("/", "") or not shutil.which("rabbitmqctl"):
         return
     listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True,

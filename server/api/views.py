@@ -66,9 +66,16 @@ def refused_csv(job: Row[Any], rows: Iterable[Row[Any]]) -> Iterator[str]:
     writer.writerow([*(neutralise(name) for name in job.header), "error"])
     yield "\ufeff" + _take(out)
     for row in rows:
-        fields = next(csv.reader(io.StringIO(row.raw), delimiter=job.delimiter), [])
-        writer.writerow([*(neutralise(cell) for cell in fields), f"line {row.line}: {row.message}"])
-        yield _take(out)
+        fields = next(csv.reader(io.StringIO(row.raw, newline=""), delimiter=job.delimiter), [])
+        reason = f"line {row.line}: {row.message}"
+        safe = [neutralise(cell) for cell in fields]
+        if safe == fields and row.raw:
+            # Nothing to neutralise: the line goes out exactly as it was in the file.
+            writer.writerow([reason])
+            yield row.raw + job.delimiter + _take(out)
+        else:
+            writer.writerow([*safe, reason])
+            yield _take(out)
 
 
 def _take(buffer: io.StringIO) -> str:
