@@ -1,0 +1,45 @@
+"""Run the real acceptance and loading code in this process, without HTTP or a broker.
+
+For tests that load many small files (property-based ones): the same functions the API and
+the worker call, against the real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Row
+
+from server.api.accept import accept
+from server.api.options import parse_options
+from server.api.upload import Upload
+from server.db import worker_engine
+from server.jobs.repository import get_job
+from server.loading.segment import Outcome, Segment, load_segment
+from server.settings import get_settings
+from server.storage import LocalStorage
+
+
+def load(content: bytes, target: str, **fields: str) -> Row[Any]:
+    settings = get_settings()
+    storage = LocalStorage(settings.upload_dir)
+    key = f"{uuid.uuid4()}.csv"
+    with storage.create(key) as sink:
+        sink.write(content)
+    storage.commit(key)
+    engine = worker_engine(settings)
+    try:
+        job = accept(engine, storage, settings, Upload(key, "data.csv", len(content), "-"),
+                     parse_options({"target": target, **fields}), None)
+        segment = Segment(job.id, time.monotonic() + 60, "test")
+        while load_segment(engine, storage, settings, segment) is Outcome.PAUSED:
+            pass
+        with engine.connect() as connection:
+            final = get_job(connection, job.id)
+    finally:
+        engine.dispose()
+        storage.delete(key)
+    assert final is not None
+    return final
