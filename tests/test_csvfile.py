@@ -29,6 +29,8 @@ def records(data: bytes, **overrides: str) -> list[tuple[int, list[str], str | N
         (codecs.BOM_UTF16_BE + "a|b\n1|2\n".encode("utf-16-be"), "utf-16-be", 2, "|", "\n"),
         ("nom;ville\nRené;Besançon\n".encode("cp1252"), "cp1252", 0, ";", "\n"),
         (b"a,b\r1,2\r", "utf-8", 0, ",", "\r"),
+        (b'a,b\r1,"x\ny"\r', "utf-8", 0, ",", "\r"),
+        (b'a,b\r\n1,"x\ry"\r\n', "utf-8", 0, ",", "\n"),
         (b'a,b\n"x;y;z",2\n', "utf-8", 0, ",", "\n"),
     ],
 )

@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import itertools
+import re
 from dataclasses import dataclass
 
 HEAD_BYTES = 64 * 1024
@@ -18,6 +19,7 @@ _BOMS = (
 )
 # Bytes that cp1252 leaves undefined; a file holding them is read as Latin-1 instead.
 _CP1252_HOLES = frozenset(b"\x81\x8d\x8f\x90\x9d")
+_LINE_END_OR_QUOTE = re.compile(r'"|\r\n|\r|\n')
 _CONTROL = frozenset(range(0x00, 0x09)) | frozenset(range(0x0E, 0x20)) - {0x1A}
 
 
@@ -84,10 +86,16 @@ def decode_head(head: bytes, encoding: str, strict: bool = True) -> str:
 
 
 def detect_terminator(text: str) -> str:
-    """Lines end with LF or CRLF (split on LF either way), or with CR alone (old Macs)."""
-    if "\n" in text or "\r" not in text:
-        return "\n"
-    return "\r"
+    """Lines end with LF or CRLF (split on LF either way), or with CR alone (old Macs).
+    The first line end outside quotes decides: a quoted field may hold any of them."""
+    quoted = False
+    for found in _LINE_END_OR_QUOTE.finditer(text):
+        token = found.group()
+        if token == '"':
+            quoted = not quoted
+        elif not quoted:
+            return "\r" if token == "\r" and found.end() < len(text) else "\n"
+    return "\n"
 
 
 def detect_delimiter(text: str, terminator: str) -> str:
