@@ -90,11 +90,11 @@ def detect_terminator(text: str) -> str:
     The first line end outside quotes decides: a quoted field may hold any of them."""
     quoted = False
     for found in _LINE_END_OR_QUOTE.finditer(text):
-        token = found.group()
-        if token == '"':
+        mark = found.group()
+        if mark == '"':
             quoted = not quoted
         elif not quoted:
-            return "\r" if token == "\r" and found.end() < len(text) else "\n"
+            return "\r" if mark == "\r" and found.end() < len(text) else "\n"
     return "\n"
 
 
