@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import Row
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.api import upload
@@ -19,10 +20,14 @@ from server.api.options import parse_options
 from server.api.views import job_view, refused_csv, refused_view
 from server.jobs import repository
 from server.messaging.publish import publish_job
+from server.progress.events import event_fields
+from server.progress.reader import follow
+from server.progress.writer import ProgressWriter
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/imports", tags=["imports"])
 
+PING_SECONDS = 15
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
@@ -100,18 +105,41 @@ def cancel_import(job_id: uuid.UUID, request: Request, services: ServicesDep) ->
     with services.engine.begin() as connection:
         job = repository.request_cancel(connection, job_id)
     assert job is not None
+    if job.status == "cancelled":
+        # No worker will see a job cancelled while queued: say so here.
+        writer = ProgressWriter(services.settings.redis_url)
+        writer.write(job.id, event_fields(job))
+        writer.close()
     return job_view(job, request)
 
 
-@router.get("/{job_id}/errors", summary="Refused rows: JSON pages, or CSV with Accept: text/csv",
+@router.get("/{job_id}/events", summary="Live progress as Server-Sent Events",
             response_model=None)
+async def import_events(
+    job_id: uuid.UUID, services: ServicesDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    await run_in_threadpool(_job, services, job_id)
+
+    async def load_job() -> Row[Any]:
+        return await run_in_threadpool(_job, services, job_id)
+
+    events = follow(job_id, last_event_id, services.settings.redis_url, load_job)
+    # Proxies must not buffer the stream (and it is never gzipped).
+    return EventSourceResponse(events, ping=PING_SECONDS,
+                               headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+
+
+@router.get("/{job_id}/errors", summary="Refused rows: JSON pages, or CSV with Accept: text/csv "
+            "(or ?format=csv, for links)", response_model=None)
 def refused_rows(
     job_id: uuid.UUID, request: Request, services: ServicesDep,
     after_line: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    format: Annotated[str | None, Query(pattern="^(csv|json)$")] = None,
 ) -> dict[str, Any] | StreamingResponse:
     job = _job(services, job_id)
-    if "text/csv" in request.headers.get("accept", ""):
+    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
         return StreamingResponse(
             _csv_stream(services, job), media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="refused-{job.id}.csv"'})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import redis
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from kombu import Connection
 from sqlalchemy import text
 
@@ -16,6 +17,12 @@ from server.targets import Target, UnknownTarget, load_target, split_name
 
 router = APIRouter(tags=["operations"])
 TIMEOUT = 3.0
+PAGE = Path(__file__).resolve().parent.parent / "web" / "index.html"
+
+
+@router.get("/", include_in_schema=False)
+def upload_page() -> FileResponse:
+    return FileResponse(PAGE, media_type="text/html")
 
 
 @router.get("/health", summary="PostgreSQL, Redis and RabbitMQ, each checked for real")

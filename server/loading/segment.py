@@ -31,7 +31,7 @@ from server.targets import load_target
 
 log = logging.getLogger(__name__)
 
-ProgressHook = Callable[[uuid.UUID, Checkpoint], None]
+ProgressHook = Callable[[Row[Any], Checkpoint], None]
 
 
 class Outcome(StrEnum):
@@ -142,7 +142,7 @@ class _Runner:
     def _after_batch(self, job: Row[Any], at: Checkpoint) -> None:
         log.debug("job %s: committed up to line %s", self.job_id, at.line - 1)
         if self.segment.on_progress is not None:
-            self.segment.on_progress(self.job_id, at)
+            self.segment.on_progress(job, at)
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
 
     def _publish(self, job: Row[Any], plan: Publish, reread: Callable[[int, int], Record]) -> None:

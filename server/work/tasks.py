@@ -27,9 +27,11 @@ from server.db import worker_engine
 from server.loading.segment import Outcome, Segment, describe, fail_job, load_segment
 from server.messaging import topology
 from server.messaging.publish import TASK_NAME, publish_job
+from server.progress.writer import ProgressWriter
 from server.settings import Settings, get_settings
 from server.storage import LocalStorage, Storage
 from server.work.celery_app import app
+from server.work.reporting import SegmentReporter, report_final
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class _Process:
     settings: Settings
     engine: Engine
     storage: Storage
+    progress: ProgressWriter
 
 
 _process: _Process | None = None
@@ -68,13 +71,15 @@ def _open_process(**_: object) -> None:
     """Engines are made after the fork: a connection must never be shared by processes."""
     global _process
     settings = get_settings()
-    _process = _Process(settings, worker_engine(settings), LocalStorage(settings.upload_dir))
+    _process = _Process(settings, worker_engine(settings), LocalStorage(settings.upload_dir),
+                        ProgressWriter(settings.redis_url))
 
 
 @worker_process_shutdown.connect
 def _close_process(**_: object) -> None:
     if _process is not None:
         _process.engine.dispose()
+        _process.progress.close()
 
 
 def process() -> _Process:
@@ -88,8 +93,9 @@ def process() -> _Process:
 def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
     state = process()
     job = uuid.UUID(job_id)
+    reporter = SegmentReporter(state.progress)
     segment = Segment(job, time.monotonic() + state.settings.segment_seconds,
-                      f"{socket.gethostname()}:{os.getpid()}")
+                      f"{socket.gethostname()}:{os.getpid()}", reporter.batch)
     try:
         outcome = load_segment(state.engine, state.storage, state.settings, segment)
     except SoftTimeLimitExceeded:
@@ -100,9 +106,12 @@ def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
     except Exception as error:
         log.exception("job %s: permanent failure", job)
         fail_job(state.engine, job, describe(error))
+        report_final(state.progress, state.engine, job)
         raise Reject(describe(error), requeue=False) from error
     if outcome is Outcome.PAUSED:
         publish_job(self.app, job)
+    elif outcome is Outcome.FINISHED:
+        report_final(state.progress, state.engine, job)
     return outcome.value
 
 
@@ -112,6 +121,7 @@ def retry_later(state: _Process, job: uuid.UUID, retries: int, error: BaseExcept
         log.error("job %s: giving up after %s retries: %s", job, retries, error)
         try:
             fail_job(state.engine, job, f"gave up after {retries} retries: {describe(error)}")
+            report_final(state.progress, state.engine, job)
         except TRANSIENT:
             log.exception("job %s: could not mark it failed", job)
         raise Reject(f"retries exhausted: {describe(error)}", requeue=False) from error

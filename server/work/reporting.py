@@ -1,0 +1,52 @@
+"""Progress of one segment, sent to Redis after each committed batch and at the end."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Engine
+
+from server.jobs.repository import get_job
+from server.loading.checkpoint import Checkpoint
+from server.progress.events import Pace, event_fields
+from server.progress.writer import ProgressWriter
+
+
+class SegmentReporter:
+    def __init__(self, writer: ProgressWriter) -> None:
+        self.writer = writer
+        self.started = time.monotonic()
+        self.pace: Pace | None = None
+
+    def batch(self, job: Any, at: Checkpoint) -> None:
+        if self.pace is None:
+            self.pace = Pace(job.rows_loaded + job.rows_refused, job.checkpoint_offset,
+                             self.started)
+        now = time.monotonic()
+        if not self.pace.due(now):
+            return
+        rate, eta = self.pace.rates(at.rows_loaded + at.rows_refused, at.offset,
+                                    job.bytes_total, now)
+        state = SimpleNamespace(status="running", checkpoint_offset=at.offset,
+                                bytes_total=job.bytes_total, rows_loaded=at.rows_loaded,
+                                rows_refused=at.rows_refused, error=None)
+        self.writer.write(job.id, event_fields(state, rate, eta))
+
+
+def report_final(writer: ProgressWriter, engine: Engine, job_id: uuid.UUID) -> None:
+    """The job row is the truth: its final state is the last event."""
+    with engine.connect() as connection:
+        job = get_job(connection, job_id)
+    if job is not None:
+        writer.write(job_id, event_fields(job, average_rate(job)))
+
+
+def average_rate(job: Any) -> float | None:
+    """Rows per second over the whole job, for its final event."""
+    if job.started_at is None or job.finished_at is None:
+        return None
+    seconds = (job.finished_at - job.started_at).total_seconds()
+    return (job.rows_loaded + job.rows_refused) / seconds if seconds > 0 else None
