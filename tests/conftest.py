@@ -74,10 +74,15 @@ def db(prepared: None) -> Database:
 
 
 @pytest.fixture(scope="session")
-def api(prepared: None, log_dir: Path) -> Iterator[str]:
+def api_process(prepared: None, log_dir: Path) -> Iterator[Process]:
     process = start_api(dict(os.environ), log_dir, API_PORT)
-    yield f"http://127.0.0.1:{API_PORT}"
+    yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def api(api_process: Process) -> str:
+    return f"http://127.0.0.1:{API_PORT}"
 
 
 @pytest.fixture

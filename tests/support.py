@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import signal
 import socket
@@ -170,3 +171,28 @@ class Database:
                                    io.BytesIO(content))
         finally:
             connection.close()
+
+
+# --- server-sent events ------------------------------------------------------------------
+
+class Event:
+    def __init__(self, kind: str, data: dict[str, Any], event_id: str | None) -> None:
+        self.kind, self.data, self.id = kind, data, event_id
+
+    def __repr__(self) -> str:
+        return f"Event({self.kind}, {self.id}, {self.data.get('rows_loaded')})"
+
+
+def parse_events(lines: Iterator[str]) -> Iterator[Event]:
+    """Events from the lines of a text/event-stream body (comments and pings skipped)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            if name:
+                fields[name] = value.removeprefix(" ")
+            continue
+        if "data" in fields:
+            yield Event(fields.get("event", "message"), json.loads(fields["data"]),
+                        fields.get("id"))
+        fields = {}

@@ -1,0 +1,187 @@
+"""Live progress over SSE, against a running API, a real worker and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from server.progress.events import stream_key
+from tests.conftest import ENV, MakeTable, StartWorker
+from tests.support import (
+    CUSTOMER_COLUMNS,
+    Event,
+    Process,
+    csv_bytes,
+    customer_rows,
+    free_port,
+    parse_events,
+    start_api,
+    upload,
+    wait_for_job,
+    wait_until,
+)
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def subscribe(client: httpx.Client, url: str, last_id: str | None = None,
+              stop_after: int | None = None) -> list[Event]:
+    """Read the event stream until its end, or until `stop_after` events (then hang up)."""
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    events: list[Event] = []
+    with client.stream("GET", url, headers=headers, timeout=120) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert "content-encoding" not in response.headers
+        for event in parse_events(response.iter_lines()):
+            events.append(event)
+            if len(events) == stop_after:
+                break
+    return events
+
+
+def stream_ids(job_id: str) -> list[str]:
+    client = redis.Redis.from_url(ENV["REDIS_URL"])
+    return [entry_id.decode() for entry_id, _ in client.xrange(stream_key(job_id))]
+
+
+def test_events_arrive_in_order_and_a_reconnect_misses_nothing(
+    client: httpx.Client, workers: StartWorker, table: MakeTable
+) -> None:
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(60_000)), table()).json()
+    workers(batch_rows=500)
+
+    first = subscribe(client, job["events_url"], stop_after=4)
+    second = subscribe(client, job["events_url"], last_id=first[-1].id)
+
+    snapshot, streamed = first[0], first[1:] + second
+    assert snapshot.data["status"] in ("queued", "running")
+    assert [e.id for e in streamed] == stream_ids(job["id"]), "no gap, no repeat"
+    loaded = [e.data["rows_loaded"] for e in streamed]
+    assert loaded == sorted(loaded), "rows_loaded never goes back"
+    last = streamed[-1]
+    assert last.kind == "completed"
+    final = client.get(job["url"]).json()
+    assert (last.data["rows_loaded"], last.data["rows_refused"]) == (
+        final["rows_loaded"], final["rows_refused"]) == (60_000, 0)
+    assert last.data["percent"] == 100.0
+    running = [e for e in streamed if e.kind == "progress"]
+    assert running, "progress events came before the end"
+    assert all(e.data["bytes_total"] == final["bytes_total"] for e in streamed)
+    assert all(e.data["rows_per_second"] is not None for e in running)
+
+
+def test_a_finished_job_replays_its_final_state_and_closes(
+    client: httpx.Client, worker: Process, table: MakeTable
+) -> None:
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), table()).json()
+    wait_for_job(client, job["id"])
+    events = subscribe(client, job["events_url"])
+    assert [(e.kind, e.data["rows_loaded"]) for e in events] == [("completed", 10)]
+
+
+def test_an_unknown_job_has_no_events(client: httpx.Client) -> None:
+    response = client.get("/imports/00000000-0000-0000-0000-000000000000/events")
+    assert response.status_code == 404
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def many_subscribers(url: str, count: int) -> list[list[Event]]:
+    limits = httpx.Limits(max_connections=count + 10)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+        async def one() -> list[Event]:
+            events = []
+            async with http.stream("GET", url) as response:
+                lines = [line async for line in response.aiter_lines()]
+            events = list(parse_events(iter(lines)))
+            return events
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def test_two_hundred_subscribers_all_see_the_end_and_memory_comes_back(
+    api_process: Process, client: httpx.Client, workers: StartWorker, table: MakeTable
+) -> None:
+    target = table()
+    warm = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)), target).json()
+    workers()
+    wait_for_job(client, warm["id"])
+    # A first round of as many subscribers sets the allocator's high-water mark; what a
+    # second round leaves on top of it is what subscribers leak.
+    asyncio.run(many_subscribers(warm["events_url"], 200))
+    time.sleep(1)
+    before = rss_kib(api_process.popen.pid)
+
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(20_000, start=100)),
+                 target).json()
+    results = asyncio.run(many_subscribers(job["events_url"], 200))
+
+    assert len(results) == 200
+    assert all(events and events[-1].kind == "completed" for events in results)
+    assert {events[-1].data["rows_loaded"] for events in results} == {20_000}
+    time.sleep(1)
+    after = rss_kib(api_process.popen.pid)
+    assert after - before < 8 * 1024, f"API grew by {(after - before) // 1024} MB"
+
+
+@pytest.fixture
+def private_redis(log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: _pings(url), 10, "private Redis did not start")
+    yield url, server
+    if server.poll() is None:
+        server.kill()
+        server.wait()
+
+
+def _pings(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url).ping())
+    except redis.RedisError:
+        return False
+
+
+def test_with_redis_gone_the_import_finishes_and_subscribers_see_the_end(
+    private_redis: tuple[str, subprocess.Popen[bytes]], workers: StartWorker,
+    table: MakeTable, log_dir: Path,
+) -> None:
+    url, server = private_redis
+    port = free_port()
+    env = dict(os.environ, REDIS_URL=url)
+    api = start_api(env, log_dir, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            job = upload(http, csv_bytes(CUSTOMER_COLUMNS, customer_rows(60_000)),
+                         table()).json()
+            workers(batch_rows=500, redis_url=url)
+            events = []
+            with http.stream("GET", job["events_url"], timeout=120) as response:
+                for event in parse_events(response.iter_lines()):
+                    events.append(event)
+                    if event.kind == "progress" and server.poll() is None:
+                        server.send_signal(signal.SIGKILL)
+            final = wait_for_job(http, job["id"])
+    finally:
+        api.stop()
+    assert server.poll() is not None, "Redis was stopped during the import"
+    assert (final["status"], final["rows_loaded"]) == ("completed", 60_000)
+    assert events[-1].kind == "completed"
+    assert events[-1].data["rows_loaded"] == 60_000
