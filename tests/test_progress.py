@@ -105,11 +105,9 @@ async def many_subscribers(url: str, count: int) -> list[list[Event]]:
     limits = httpx.Limits(max_connections=count + 10)
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
         async def one() -> list[Event]:
-            events = []
             async with http.stream("GET", url) as response:
                 lines = [line async for line in response.aiter_lines()]
-            events = list(parse_events(iter(lines)))
-            return events
+            return list(parse_events(iter(lines)))
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
