@@ -1,0 +1,55 @@
+"""The upload page in a real browser: headless Chromium uploads a file and watches the
+progress bar reach 100%. A screenshot is kept in test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ARTIFACTS, MakeTable
+from tests.support import CUSTOMER_COLUMNS, Process, csv_bytes, customer_rows
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Chromium (make test installs it when run as root)")
+
+
+def test_a_file_uploaded_on_the_page_shows_its_progress_to_the_end(
+    api: str, worker: Process, table: MakeTable, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    target = table()
+    rows = [*customer_rows(30_000)]
+    rows[100][3] = "2023-02-30"
+    path = tmp_path / "customers.csv"
+    path.write_bytes(csv_bytes(CUSTOMER_COLUMNS, rows))
+    screenshots = ARTIFACTS / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 420, "height": 820})
+            page.goto(f"{api}/")
+            page.wait_for_selector(f"#target option:text-is('{target}')", state="attached")
+            page.select_option("#target", target)
+            page.set_input_files("#file", str(path))
+            page.click("#send")
+            page.wait_for_selector("#result:not([hidden])", timeout=90_000)
+            page.screenshot(path=str(screenshots / "upload-page.png"), full_page=True)
+
+            assert page.text_content("#percent") == "100.0%"
+            assert page.get_attribute("#import-bar", "style") == "width: 100%;"
+            assert page.text_content("#result-text") == (
+                "Done: 29,999 rows imported, 1 refused.")
+            link = page.get_attribute("#refused-link", "href") or ""
+            assert link.endswith("/errors?format=csv")
+            assert page.is_visible("#refused-link")
+        finally:
+            browser.close()
