@@ -187,11 +187,7 @@ class _Runner:
         if self.connection.in_transaction():
             self.connection.rollback()
         with self.connection.begin():
-            self.connection.execute(text(
-                "UPDATE import_jobs SET status = :status, error = :error, finished_at = now(), "
-                "updated_at = now() WHERE id = :id AND status IN ('queued', 'running')"),
-                {"status": status, "error": error, "id": self.job_id})
-            staging.drop(raw_cursor(self.connection), self.job_id)
+            end_job(self.connection, self.job_id, status, error)
             self._end_segment(status)
 
     def _end_segment(self, outcome: str) -> None:
@@ -202,14 +198,19 @@ class _Runner:
             {"outcome": outcome, "id": self.segment_id})
 
 
+def end_job(connection: Connection, job_id: uuid.UUID, status: str, error: str | None) -> None:
+    """A job that has not ended yet ends with `status`; its staged rows are dropped."""
+    connection.execute(text(
+        "UPDATE import_jobs SET status = :status, error = :error, finished_at = now(), "
+        "updated_at = now() WHERE id = :id AND status IN ('queued', 'running')"),
+        {"status": status, "error": error, "id": job_id})
+    staging.drop(raw_cursor(connection), job_id)
+
+
 def fail_job(engine: Engine, job_id: uuid.UUID, error: str) -> None:
     """End a job as failed from outside a segment (a permanent fault, retries exhausted)."""
     with engine.begin() as connection:
-        connection.execute(text(
-            "UPDATE import_jobs SET status = 'failed', error = :error, finished_at = now(), "
-            "updated_at = now() WHERE id = :id AND status IN ('queued', 'running')"),
-            {"error": error, "id": job_id})
-        staging.drop(raw_cursor(connection), job_id)
+        end_job(connection, job_id, "failed", error)
 
 
 def check_budget(options: dict[str, Any], loaded: int, refused: int, final: bool) -> None:
