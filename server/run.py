@@ -31,9 +31,12 @@ def worker_command(concurrency: int = 2) -> list[str]:
 def main() -> int:
     settings = get_settings()
     children = [subprocess.Popen(command) for command in commands()]
-    print(f"\n  CSV import is starting: open {settings.base_url}/docs\n"
-          f"  upload: curl -F file=@server/demo/customers.csv -F target=customers "
-          f"{settings.base_url}/imports\n", flush=True)
+    print(f"\n  CSV import is starting\n"
+          f"  upload page: {settings.base_url}/\n"
+          f"  API docs:    {settings.base_url}/docs\n"
+          f"  from a shell: curl -F file=@server/demo/customers.csv -F target=customers "
+          f"{settings.base_url}/imports\n"
+          f"  RabbitMQ:    http://127.0.0.1:15672/ (guest/guest)\n", flush=True)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -187,3 +187,33 @@ def test_a_job_the_api_committed_but_never_published_is_published_by_the_sweeper
     job = wait_for_job(client, job_id)
     assert (job["status"], job["rows_loaded"]) == ("completed", 10)
     assert db.value("SELECT published_at IS NOT NULL FROM import_jobs WHERE id = %s", (job_id,))
+
+
+def test_a_cancelled_job_stops_at_its_next_batch_and_leaves_the_target_untouched(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
+) -> None:
+    target = table()
+    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000)),
+                    target).json()["id"]
+    workers(batch_rows=500)
+    wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
+                                (job_id,)), 60, "no batch was committed")
+
+    assert client.post(f"/imports/{job_id}/cancel").status_code == 202
+    job = wait_for_job(client, job_id)
+
+    assert job["status"] == "cancelled"
+    assert db.value(f"SELECT count(*) FROM {target}") == 0
+    after = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)),
+                                        target).json()["id"])
+    assert (after["status"], after["rows_loaded"]) == ("completed", 5), "the worker is free"
+
+
+def test_a_queued_job_is_cancelled_at_once(
+    client: httpx.Client, broker: Connection, table: MakeTable
+) -> None:
+    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)), table()).json()["id"]
+    cancelled = client.post(f"/imports/{job_id}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    events = client.get(f"/imports/{job_id}/events").text
+    assert "event: cancelled" in events
