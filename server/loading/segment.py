@@ -199,12 +199,15 @@ class _Runner:
 
 
 def end_job(connection: Connection, job_id: uuid.UUID, status: str, error: str | None) -> None:
-    """A job that has not ended yet ends with `status`; its staged rows are dropped."""
+    """A job that has not ended yet ends with `status`. A cancelled job's staged rows are
+    dropped; a failed job keeps them, so that a replay from the dead-letter queue resumes
+    at its checkpoint (housekeeping drops them after the retention period)."""
     connection.execute(text(
         "UPDATE import_jobs SET status = :status, error = :error, finished_at = now(), "
         "updated_at = now() WHERE id = :id AND status IN ('queued', 'running')"),
         {"status": status, "error": error, "id": job_id})
-    staging.drop(raw_cursor(connection), job_id)
+    if status != "failed":
+        staging.drop(raw_cursor(connection), job_id)
 
 
 def fail_job(engine: Engine, job_id: uuid.UUID, error: str) -> None:

@@ -1,0 +1,154 @@
+"""Every road to imports.dead, and the operator's way back: scripts/reprocess_dlq.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from kombu import Connection, Exchange, Producer
+
+from server.messaging.topology import EXCHANGE, WORK_KEY
+from tests.broker import dead_letters
+from tests.conftest import ENV, MakeTable, StartWorker
+from tests.support import (
+    CUSTOMER_COLUMNS,
+    ROOT,
+    Database,
+    csv_bytes,
+    customer_rows,
+    upload,
+    wait_for_job,
+    wait_until,
+)
+
+
+def dlq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "reprocess_dlq.py"), *args],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=env or dict(os.environ), stdin=subprocess.DEVNULL)
+
+
+def dead_jobs(broker: Connection) -> dict[str, str]:
+    return {letter.job_id: letter.reason for letter in dead_letters(broker)}
+
+
+def test_a_rejected_job_is_replayed_once_its_cause_is_fixed(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    broker: Connection,
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(3000))
+    target = table()
+    job_id = upload(client, content, target).json()["id"]
+    stored = Path(ENV["UPLOAD_DIR"], f"{job_id}.csv")
+    aside = stored.with_suffix(".aside")
+    stored.rename(aside)
+    workers()
+    assert wait_for_job(client, job_id)["status"] == "failed"
+    wait_until(lambda: dead_jobs(broker).get(job_id) == "rejected", 30)
+
+    listing = dlq("list")
+    assert listing.returncode == 0 and job_id in listing.stdout and "rejected" in listing.stdout
+    dry = dlq("replay", "--job-id", job_id, "--dry-run")
+    assert dry.returncode == 0 and "would have replayed 1" in dry.stdout
+    assert client.get(f"/imports/{job_id}").json()["status"] == "failed"
+    assert job_id in dead_jobs(broker), "a dry run changes nothing"
+
+    aside.rename(stored)  # the cause, fixed
+    replayed = dlq("replay", "--job-id", job_id)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    job = wait_for_job(client, job_id)
+    assert (job["status"], job["rows_loaded"]) == ("completed", 3000)
+    assert job_id not in dead_jobs(broker)
+    before = db.checksum(target)
+
+    again = dlq("replay", "--job-id", job_id)
+    assert again.returncode == 0 and "replayed 0" in again.stdout
+    assert db.checksum(target) == before
+
+
+def test_a_message_that_keeps_killing_workers_dies_and_its_replay_resumes(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    broker: Connection,
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000))
+    target, reference = table(), table()
+    db.copy_csv(reference, content)
+    job_id = upload(client, content, target).json()["id"]
+    worker = workers(batch_rows=500)
+
+    def segments() -> int:
+        return int(db.value("SELECT count(*) FROM import_segments WHERE job_id = %s",
+                            (job_id,)))
+
+    for _ in range(10):
+        seen = segments()
+        wait_until(lambda: segments() > seen or job_id in dead_jobs(broker), 60)  # noqa: B023
+        if job_id in dead_jobs(broker):
+            break
+        child = subprocess.run(["pgrep", "-P", str(worker.popen.pid)], capture_output=True,
+                               text=True, check=False).stdout.split()
+        for pid in child:
+            os.kill(int(pid), signal.SIGKILL)
+    assert wait_until(lambda: dead_jobs(broker).get(job_id), 30) == "delivery_limit"
+    stopped_at = db.value("SELECT checkpoint_line FROM import_jobs WHERE id = %s", (job_id,))
+    assert stopped_at > 2
+
+    assert dlq("replay", "--reason", "delivery_limit").returncode == 0
+    job = wait_for_job(client, job_id)
+    assert (job["status"], job["rows_loaded"]) == ("completed", 200_000)
+    assert db.checksum(target) == db.checksum(reference)
+    last_start = db.value("SELECT start_line FROM import_segments WHERE job_id = %s "
+                          "ORDER BY id DESC LIMIT 1", (job_id,))
+    assert last_start >= stopped_at, "the replay resumed at the checkpoint"
+
+
+@pytest.fixture
+def short_ttl_vhost() -> Iterator[dict[str, str]]:
+    """A broker virtual host whose work queue keeps messages for one second."""
+    vhost = f"csv_import_ttl_{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, BROKER_URL=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+               WORK_MESSAGE_TTL_SECONDS="1")
+    setup = subprocess.run([sys.executable, "-m", "server.setup"], env=env, cwd=ROOT,
+                           capture_output=True, text=True, check=False)
+    assert setup.returncode == 0, setup.stderr
+    yield env
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False,
+                   capture_output=True)
+
+
+def test_a_job_nobody_picks_up_within_its_ttl_dies_as_expired(
+    short_ttl_vhost: dict[str, str],
+) -> None:
+    job_id = str(uuid.uuid4())
+    with Connection(short_ttl_vhost["BROKER_URL"]) as connection:
+        producer = Producer(connection.channel(), Exchange(EXCHANGE, "direct", durable=True))
+        producer.publish(json.dumps([[job_id], {}, {}]), routing_key=WORK_KEY,
+                         content_type="application/json", delivery_mode=2,
+                         headers={"task": "imports.load", "id": job_id})
+        assert wait_until(lambda: dead_jobs(connection).get(job_id), 60) == "expired"
+    listing = dlq("list", env=short_ttl_vhost)
+    assert "expired" in listing.stdout
+
+
+def test_purge_asks_first_and_the_dry_run_keeps_everything(
+    short_ttl_vhost: dict[str, str],
+) -> None:
+    job_id = str(uuid.uuid4())
+    with Connection(short_ttl_vhost["BROKER_URL"]) as connection:
+        producer = Producer(connection.channel(), Exchange(EXCHANGE, "direct", durable=True))
+        producer.publish(json.dumps([[job_id], {}, {}]), routing_key=WORK_KEY,
+                         content_type="application/json", delivery_mode=2)
+        wait_until(lambda: job_id in dead_jobs(connection), 60)
+        assert dlq("purge", env=short_ttl_vhost).returncode == 3
+        assert dlq("purge", "--dry-run", env=short_ttl_vhost).returncode == 0
+        assert job_id in dead_jobs(connection)
+        assert dlq("purge", "--yes", "--reason", "expired", env=short_ttl_vhost).returncode == 0
+        assert job_id not in dead_jobs(connection)
