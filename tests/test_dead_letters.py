@@ -55,9 +55,12 @@ def test_a_rejected_job_is_replayed_once_its_cause_is_fixed(
     wait_until(lambda: dead_jobs(broker).get(job_id) == "rejected", 30)
 
     listing = dlq("list")
-    assert listing.returncode == 0 and job_id in listing.stdout and "rejected" in listing.stdout
+    assert listing.returncode == 0
+    assert job_id in listing.stdout
+    assert "rejected" in listing.stdout
     dry = dlq("replay", "--job-id", job_id, "--dry-run")
-    assert dry.returncode == 0 and "would have replayed 1" in dry.stdout
+    assert dry.returncode == 0
+    assert "would have replayed 1" in dry.stdout
     assert client.get(f"/imports/{job_id}").json()["status"] == "failed"
     assert job_id in dead_jobs(broker), "a dry run changes nothing"
 
@@ -70,7 +73,8 @@ def test_a_rejected_job_is_replayed_once_its_cause_is_fixed(
     before = db.checksum(target)
 
     again = dlq("replay", "--job-id", job_id)
-    assert again.returncode == 0 and "replayed 0" in again.stdout
+    assert again.returncode == 0
+    assert "replayed 0" in again.stdout
     assert db.checksum(target) == before
 
 
