@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     publish_sweep_seconds: float = 15.0
     publish_grace_seconds: float = 30.0
 
+    # Housekeeping: a finished job's file, staged rows and progress keys go after
+    # `retention_seconds` (a failed job can be replayed until then); its record and refused
+    # rows after `record_retention_seconds`.
+    housekeeping_seconds: float = 300.0
+    retention_seconds: int = 7 * 24 * 3600
+    record_retention_seconds: int = 90 * 24 * 3600
+
     @field_validator("import_targets", mode="before")
     @classmethod
     def _split_targets(cls, value: object) -> object:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -20,6 +21,7 @@ class Storage(Protocol):
     def discard(self, key: str) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
     def delete(self, key: str) -> None: ...
+    def remove_stale_parts(self, older_than_seconds: float) -> int: ...
 
 
 class LocalStorage:
@@ -50,3 +52,11 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def remove_stale_parts(self, older_than_seconds: float) -> int:
+        """Half-written uploads left by a crash."""
+        limit = time.time() - older_than_seconds
+        stale = [p for p in self.root.glob("*.part") if p.stat().st_mtime < limit]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)

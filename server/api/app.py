@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from kombu import Connection
 
-from server.api import errors, imports, operations, sweeper
+from server.api import errors, imports, metrics, operations, sweeper
 from server.api.deps import Services
 from server.db import api_engine
 from server.messaging import topology
@@ -45,6 +45,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(imports.router)
     app.include_router(operations.router)
+    app.include_router(metrics.router)
     return app
 
 

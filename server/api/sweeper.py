@@ -3,6 +3,7 @@
 A job row is committed before its message is published; if the API dies or the broker
 fails in between, the job would wait forever. The sweeper closes that gap. Publishing a
 job twice is harmless: the job's lock and checkpoint make the second delivery a no-op.
+The same background loop runs housekeeping every `HOUSEKEEPING_SECONDS`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from starlette.concurrency import run_in_threadpool
 
+from server import housekeeping
 from server.api.deps import Services
 from server.jobs import repository
 from server.messaging.publish import publish_job
@@ -32,9 +34,17 @@ def sweep_once(services: Services) -> int:
 
 
 async def run_forever(services: Services) -> None:
+    """The publish sweep, and housekeeping now and then."""
+    settings = services.settings
+    every = max(1, round(settings.housekeeping_seconds / settings.publish_sweep_seconds))
+    rounds = 0
     while True:
-        await asyncio.sleep(services.settings.publish_sweep_seconds)
+        await asyncio.sleep(settings.publish_sweep_seconds)
         try:
             await run_in_threadpool(sweep_once, services)
+            if rounds % every == 0:
+                await run_in_threadpool(housekeeping.clean, services.engine, services.storage,
+                                        settings)
         except Exception:
-            log.exception("publish sweep failed")
+            log.exception("background round failed")
+        rounds += 1

@@ -60,12 +60,15 @@ import_jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    Column("cleaned_at", DateTime(timezone=True)),
     CheckConstraint(f"status IN {STATUSES}", name="import_jobs_status_check"),
     CheckConstraint("mode IN ('append', 'upsert')", name="import_jobs_mode_check"),
 )
 Index("import_jobs_created_at_idx", import_jobs.c.created_at.desc())
 Index("import_jobs_unpublished_idx", import_jobs.c.created_at,
       postgresql_where=text("published_at IS NULL AND status = 'queued'"))
+Index("import_jobs_uncleaned_idx", import_jobs.c.finished_at,
+      postgresql_where=text("cleaned_at IS NULL AND finished_at IS NOT NULL"))
 
 refused_rows = Table(
     "refused_rows",

@@ -1,0 +1,153 @@
+"""Operations: metrics, health when a service is down, housekeeping, broker-side retries."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from server.housekeeping import clean
+from server.progress.events import snapshot_key, stream_key
+from server.settings import Settings
+from server.storage import LocalStorage
+from tests.conftest import ENV, MakeTable, StartWorker, db_dsn
+from tests.support import (
+    CUSTOMER_COLUMNS,
+    Database,
+    Process,
+    csv_bytes,
+    customer_rows,
+    free_port,
+    start_api,
+    upload,
+    wait_for_job,
+    wait_until,
+)
+
+
+def metric(body: str, name: str) -> float:
+    found = re.search(rf"^{re.escape(name)} (\S+)$", body, re.MULTILINE)
+    assert found, f"{name} is not in /metrics"
+    return float(found.group(1))
+
+
+def test_metrics_count_jobs_rows_and_queue_depths(
+    client: httpx.Client, worker: Process, table: MakeTable
+) -> None:
+    before = client.get("/metrics").text
+    job = wait_for_job(client, upload(client, b"id,email\n1,a@x\nx,b@x\n", table()).json()["id"])
+    assert job["status"] == "completed"
+    after = client.get("/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    body = after.text
+    for name in ('csv_import_jobs{status="completed"}', "csv_import_rows_loaded_total",
+                 "csv_import_rows_refused_total"):
+        assert metric(body, name) == metric(before, name) + 1
+    assert metric(body, "csv_import_load_seconds_total") > 0
+    assert metric(body, 'csv_import_queue_messages{queue="imports.dead"}') >= 0
+
+
+def test_health_says_which_service_is_down(log_dir: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    api = start_api(env, log_dir, port)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30)
+    finally:
+        api.stop()
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert (checks["postgresql"]["ok"], checks["rabbitmq"]["ok"], checks["redis"]["ok"]) == (
+        True, True, False)
+    assert "Connection refused" in checks["redis"]["error"]
+
+
+def test_housekeeping_removes_what_finished_jobs_left_behind(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    target = table()
+    done = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)),
+                                       target).json()["id"])
+    fresh = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)),
+                                        target).json()["id"])
+    orphan = f"import_staging.job_{uuid.uuid4().hex}"
+    db.execute(f"CREATE TABLE {orphan} (x int)")
+    db.execute("UPDATE import_jobs SET finished_at = now() - interval '8 days' WHERE id = %s",
+               (done["id"],))
+    stale = Path(ENV["UPLOAD_DIR"], f"{uuid.uuid4()}.csv.part")
+    stale.write_bytes(b"half an upload")
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    keys = redis.Redis.from_url(ENV["REDIS_URL"])
+    assert keys.exists(snapshot_key(done["id"]), stream_key(done["id"])) == 2
+
+    settings = Settings()
+    result = clean(_engine(), LocalStorage(settings.upload_dir), settings)
+
+    assert result.jobs >= 1
+    assert not Path(ENV["UPLOAD_DIR"], f"{done['id']}.csv").exists()
+    assert Path(ENV["UPLOAD_DIR"], f"{fresh['id']}.csv").exists(), "recent jobs are kept"
+    assert keys.exists(snapshot_key(done["id"]), stream_key(done["id"])) == 0
+    assert db.value("SELECT to_regclass(%s)", (orphan,)) is None
+    assert not stale.exists()
+    assert db.value("SELECT cleaned_at IS NOT NULL FROM import_jobs WHERE id = %s",
+                    (done["id"],))
+
+    db.execute("UPDATE import_jobs SET finished_at = now() - interval '91 days' WHERE id = %s",
+               (done["id"],))
+    clean(_engine(), LocalStorage(settings.upload_dir), settings)
+    assert client.get(f"/imports/{done['id']}").status_code == 404
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    from sqlalchemy import create_engine
+    return create_engine(ENV["DATABASE_URL"])
+
+
+@pytest.fixture
+def flaky_role(db: Database) -> Iterator[str]:
+    """A database role the test can lock out, as a network fault or a restart would."""
+    role = f"flaky_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE ROLE {role} LOGIN SUPERUSER")
+    yield role
+    db.execute(f"ALTER ROLE {role} NOLOGIN")
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+               (role,))
+    db.execute(f"DROP ROLE {role}")
+
+
+def test_a_transient_database_fault_is_retried_with_growing_delays_in_the_broker(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    flaky_role: str,
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000))
+    target, reference = table(), table()
+    db.copy_csv(reference, content)
+    job_id = upload(client, content, target).json()["id"]
+    url = db_dsn().replace("postgresql://postgres@", f"postgresql+psycopg2://{flaky_role}@")
+    worker = workers(batch_rows=500, database_url=url)
+    wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
+                                (job_id,)), 60, "no batch was committed")
+
+    db.execute(f"ALTER ROLE {flaky_role} NOLOGIN")
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+               (flaky_role,))
+    wait_until(lambda: len(retries(worker)) >= 2, 60, "the fault was not retried twice")
+    db.execute(f"ALTER ROLE {flaky_role} LOGIN")
+
+    job = wait_for_job(client, job_id, timeout=180)
+    assert (job["status"], job["rows_loaded"]) == ("completed", 200_000)
+    assert db.checksum(target) == db.checksum(reference)
+    delays = retries(worker)
+    assert delays == sorted(delays), f"delays grow: {delays}"
+    assert delays[-1] > delays[0]
+
+
+def retries(worker: Process) -> list[int]:
+    return [int(d) for d in re.findall(r"retry \d+ in (\d+)s", worker.log())]
