@@ -128,15 +128,20 @@ def short_ttl_vhost() -> Iterator[dict[str, str]]:
                    capture_output=True)
 
 
+def publish_raw(connection: Connection, job_id: str) -> None:
+    """A job message as the API would publish it, straight to the work queue's exchange."""
+    producer = Producer(connection.channel(), Exchange(EXCHANGE, "direct", durable=True))
+    producer.publish(json.dumps([[job_id], {}, {}]), routing_key=WORK_KEY,
+                     content_type="application/json", delivery_mode=2,
+                     headers={"task": "imports.load", "id": job_id})
+
+
 def test_a_job_nobody_picks_up_within_its_ttl_dies_as_expired(
     short_ttl_vhost: dict[str, str],
 ) -> None:
     job_id = str(uuid.uuid4())
     with Connection(short_ttl_vhost["BROKER_URL"]) as connection:
-        producer = Producer(connection.channel(), Exchange(EXCHANGE, "direct", durable=True))
-        producer.publish(json.dumps([[job_id], {}, {}]), routing_key=WORK_KEY,
-                         content_type="application/json", delivery_mode=2,
-                         headers={"task": "imports.load", "id": job_id})
+        publish_raw(connection, job_id)
         assert wait_until(lambda: dead_jobs(connection).get(job_id), 60) == "expired"
     listing = dlq("list", env=short_ttl_vhost)
     assert "expired" in listing.stdout
@@ -147,9 +152,7 @@ def test_purge_asks_first_and_the_dry_run_keeps_everything(
 ) -> None:
     job_id = str(uuid.uuid4())
     with Connection(short_ttl_vhost["BROKER_URL"]) as connection:
-        producer = Producer(connection.channel(), Exchange(EXCHANGE, "direct", durable=True))
-        producer.publish(json.dumps([[job_id], {}, {}]), routing_key=WORK_KEY,
-                         content_type="application/json", delivery_mode=2)
+        publish_raw(connection, job_id)
         wait_until(lambda: job_id in dead_jobs(connection), 60)
         assert dlq("purge", env=short_ttl_vhost).returncode == 3
         assert dlq("purge", "--dry-run", env=short_ttl_vhost).returncode == 0
