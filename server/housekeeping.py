@@ -39,7 +39,8 @@ def clean(engine: Engine, storage: Storage, settings: Settings) -> Cleaned:
     result.jobs = clean_finished_jobs(engine, storage, settings)
     with engine.begin() as connection:
         result.records = connection.execute(text(
-            "DELETE FROM import_jobs WHERE finished_at < now() - make_interval(secs => :age)"),
+            "DELETE FROM import_jobs WHERE cleaned_at IS NOT NULL "
+            "AND finished_at < now() - make_interval(secs => :age)"),
             {"age": settings.record_retention_seconds}).rowcount
         result.orphans = drop_orphan_staging(raw_cursor(connection))
     result.parts = storage.remove_stale_parts(older_than_seconds=24 * 3600)

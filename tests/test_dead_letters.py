@@ -83,8 +83,7 @@ def test_a_message_that_keeps_killing_workers_dies_and_its_replay_resumes(
     broker: Connection,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000))
-    target, reference = table(), table()
-    db.copy_csv(reference, content)
+    target, reference = table(), db.reference(table(), content)
     job_id = upload(client, content, target).json()["id"]
     worker = workers(batch_rows=500)
 

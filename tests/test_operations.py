@@ -12,11 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from kombu import Connection
+from sqlalchemy import Engine, create_engine
 
 from server.housekeeping import clean
+from server.messaging.topology import DEAD_QUEUE, WORK_QUEUE
 from server.progress.events import snapshot_key, stream_key
 from server.settings import Settings
 from server.storage import LocalStorage
+from tests.broker import message_count
 from tests.conftest import ENV, MakeTable, StartWorker, db_dsn
 from tests.support import (
     CUSTOMER_COLUMNS,
@@ -39,7 +43,7 @@ def metric(body: str, name: str) -> float:
 
 
 def test_metrics_count_jobs_rows_and_queue_depths(
-    client: httpx.Client, worker: Process, table: MakeTable
+    client: httpx.Client, worker: Process, table: MakeTable, broker: Connection
 ) -> None:
     before = client.get("/metrics").text
     job = wait_for_job(client, upload(client, b"id,email\n1,a@x\nx,b@x\n", table()).json()["id"])
@@ -51,7 +55,9 @@ def test_metrics_count_jobs_rows_and_queue_depths(
                  "csv_import_rows_refused_total"):
         assert metric(body, name) == metric(before, name) + 1
     assert metric(body, "csv_import_load_seconds_total") > 0
-    assert metric(body, 'csv_import_queue_messages{queue="imports.dead"}') >= 0
+    for queue in (WORK_QUEUE, DEAD_QUEUE):
+        assert metric(body, f'csv_import_queue_messages{{queue="{queue}"}}') == message_count(
+            broker, queue)
 
 
 def test_health_says_which_service_is_down(log_dir: Path) -> None:
@@ -105,8 +111,7 @@ def test_housekeeping_removes_what_finished_jobs_left_behind(
     assert client.get(f"/imports/{done['id']}").status_code == 404
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    from sqlalchemy import create_engine
+def _engine() -> Engine:
     return create_engine(ENV["DATABASE_URL"])
 
 
@@ -127,8 +132,7 @@ def test_a_transient_database_fault_is_retried_with_growing_delays_in_the_broker
     flaky_role: str,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000))
-    target, reference = table(), table()
-    db.copy_csv(reference, content)
+    target, reference = table(), db.reference(table(), content)
     job_id = upload(client, content, target).json()["id"]
     url = db_dsn().replace("postgresql://postgres@", f"postgresql+psycopg2://{flaky_role}@")
     worker = workers(batch_rows=500, database_url=url)

@@ -24,17 +24,11 @@ from tests.support import (
 )
 
 
-def loaded_reference(db: Database, table: MakeTable, content: bytes) -> str:
-    reference = table()
-    db.copy_csv(reference, content)
-    return reference
-
-
 def test_a_100k_row_file_lands_exactly_once(
     client: httpx.Client, worker: Process, table: MakeTable, db: Database
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(100_000))
-    target, reference = table(), loaded_reference(db, table, content)
+    target, reference = table(), db.reference(table(), content)
 
     response = upload(client, content, target)
     assert response.status_code == 202, response.text
@@ -58,7 +52,7 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
 ) -> None:
     rows = 200_000
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(rows))
-    target, reference = table(), loaded_reference(db, table, content)
+    target, reference = table(), db.reference(table(), content)
     first = workers(batch_rows=500)
     job_id = upload(client, content, target).json()["id"]
 
@@ -85,7 +79,7 @@ def test_a_job_longer_than_a_segment_goes_on_through_continuations(
     client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(30_000))
-    target, reference = table(), loaded_reference(db, table, content)
+    target, reference = table(), db.reference(table(), content)
     workers(batch_rows=1000, segment_seconds=0.01)
 
     job_id = upload(client, content, target).json()["id"]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Context, Decimal, InvalidOperation
+from typing import NoReturn
 
 from server.targets import Column
 
@@ -234,10 +235,12 @@ class RowConverter:
         try:
             for index, _, convert, nullable in self.plan:
                 value = fields[index]
-                if value in nulls and nullable:
+                if value not in nulls:
+                    out.append(convert(value))
+                elif nullable:
                     out.append(NULL)
                 else:
-                    out.append(convert(value) if value not in nulls else _not_null())
+                    _not_null()
         except Refusal:
             return self.problems(fields)
         out.append(str(line))
@@ -260,5 +263,5 @@ class RowConverter:
         return found
 
 
-def _not_null() -> str:
+def _not_null() -> NoReturn:
     raise Refusal("not_null", "is empty, but the column does not allow empty values")

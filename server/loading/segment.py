@@ -136,7 +136,7 @@ class _Runner:
                         self._end_segment("paused")
                     return Outcome.PAUSED
             plan = Publish(self.job_id, target, used, job.mode, job.key_columns)
-            self._publish(job, plan, lambda offset, line: _reread(file, layout, offset, line))
+            self._publish(job, at, plan, lambda offset, line: _reread(file, layout, offset, line))
         return Outcome.FINISHED
 
     def _after_batch(self, job: Row[Any], at: Checkpoint) -> None:
@@ -145,16 +145,14 @@ class _Runner:
             self.segment.on_progress(job, at)
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
 
-    def _publish(self, job: Row[Any], plan: Publish, reread: Callable[[int, int], Record]) -> None:
+    def _publish(self, job: Row[Any], at: Checkpoint, plan: Publish,
+                 reread: Callable[[int, int], Record]) -> None:
         with self.connection.begin():
             cursor = raw_cursor(self.connection)
             cursor.execute("SAVEPOINT before_publish")
             result = publish(cursor, plan, reread)
-            counts = self.connection.execute(text(
-                "SELECT rows_loaded, rows_refused FROM import_jobs WHERE id = :id"),
-                {"id": self.job_id}).one()
-            loaded = counts.rows_loaded - len(result.refused)
-            refused = counts.rows_refused + len(result.refused)
+            loaded = at.rows_loaded - len(result.refused)
+            refused = at.rows_refused + len(result.refused)
             save_refused(cursor, self.job_id, result.refused)
             try:
                 check_budget(job.options, loaded, refused, final=True)

@@ -21,10 +21,7 @@ def stream_key(job_id: object) -> str:
 def event_fields(job: Any, rate: float | None = None, eta: float | None = None) -> dict[str, Any]:
     """The fields of an event, from anything shaped like a job row."""
     done = min(job.checkpoint_offset, job.bytes_total)
-    if job.status == "completed":
-        done = job.bytes_total
-    percent = 100.0 if job.status == "completed" else round(100 * done / job.bytes_total, 1) \
-        if job.bytes_total else 0.0
+    percent = round(100 * done / job.bytes_total, 1) if job.bytes_total else 0.0
     return {
         "status": job.status,
         "rows_loaded": job.rows_loaded,

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
 
-from server.progress.events import TERMINAL, event_fields, stream_key
+from server.progress.events import TERMINAL, event_fields, snapshot_key, stream_key
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ async def _from_redis(client: aioredis.Redis, job_id: uuid.UUID, last_id: str | 
 async def _snapshot(client: aioredis.Redis, job_id: uuid.UUID,
                     load_job: LoadJob) -> tuple[str, ServerSentEvent]:
     """The current state, and the stream id it stands at."""
-    latest: Any = await client.xrevrange(stream_key(job_id), count=1)
-    if latest:
-        entry_id, values = latest[0]
-        return entry_id.decode(), sse(json.loads(values[b"data"]), entry_id.decode())
+    saved: Any = await client.hgetall(snapshot_key(job_id))
+    if saved:
+        entry_id = saved[b"stream_id"].decode()
+        return entry_id, sse(json.loads(saved[b"data"]), entry_id)
     job = await load_job()
     # No stream yet: every entry that comes will be new to this subscriber.
     return "0-0", sse(event_fields(job), "0-0")

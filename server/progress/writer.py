@@ -34,10 +34,14 @@ class ProgressWriter:
             log.warning("job %s: progress not written to Redis: %s", job_id, error)
 
     def _write(self, job_id: uuid.UUID, fields: dict[str, Any]) -> None:
+        """The stream entry first, then the snapshot with the id of the entry it matches: a
+        subscriber that reads an older snapshot gets the newer entry from the stream."""
         snapshot, stream = snapshot_key(job_id), stream_key(job_id)
+        data = json.dumps(fields)
+        entry_id = self.client.xadd(stream, {"data": data}, maxlen=STREAM_LENGTH,
+                                    approximate=True)
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(stream, {"data": json.dumps(fields)}, maxlen=STREAM_LENGTH, approximate=True)
-        pipe.hset(snapshot, mapping={"data": json.dumps(fields)})
+        pipe.hset(snapshot, mapping={"data": data, "stream_id": entry_id})
         if fields["status"] in TERMINAL:
             pipe.expire(stream, FINISHED_TTL_SECONDS)
             pipe.expire(snapshot, FINISHED_TTL_SECONDS)
