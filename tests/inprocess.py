@@ -17,12 +17,13 @@ from server.api.options import parse_options
 from server.api.upload import Upload
 from server.db import worker_engine
 from server.jobs.repository import get_job
-from server.loading.segment import Outcome, Segment, load_segment
+from server.loading.segment import Outcome, ProgressHook, Segment, load_segment
 from server.settings import get_settings
 from server.storage import LocalStorage
 
 
-def load(content: bytes, target: str, **fields: str) -> Row[Any]:
+def load(content: bytes, target: str, on_progress: ProgressHook | None = None,
+         **fields: str) -> Row[Any]:
     settings = get_settings()
     storage = LocalStorage(settings.upload_dir)
     key = f"{uuid.uuid4()}.csv"
@@ -33,7 +34,7 @@ def load(content: bytes, target: str, **fields: str) -> Row[Any]:
     try:
         job = accept(engine, storage, settings, Upload(key, "data.csv", len(content), "-"),
                      parse_options({"target": target, **fields}), None)
-        segment = Segment(job.id, time.monotonic() + 60, "test")
+        segment = Segment(job.id, time.monotonic() + 60, "test", on_progress)
         while load_segment(engine, storage, settings, segment) is Outcome.PAUSED:
             pass
         with engine.connect() as connection:

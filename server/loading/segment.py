@@ -23,7 +23,13 @@ from server.csvfile.detect import Layout
 from server.csvfile.reader import Record, RecordReader, read_record
 from server.loading import staging
 from server.loading.batches import batches
-from server.loading.checkpoint import Checkpoint, commit_batch, raw_cursor, save_refused
+from server.loading.checkpoint import (
+    Checkpoint,
+    CheckpointMoved,
+    commit_batch,
+    raw_cursor,
+    save_refused,
+)
 from server.loading.publish import Publish, publish
 from server.settings import Settings
 from server.storage import Storage
@@ -88,6 +94,11 @@ class _Runner:
         except JobFailed as failure:
             self.fail(str(failure))
             return Outcome.FINISHED
+        except CheckpointMoved as moved:
+            # Someone else has the job now (a replay reset it, or another runner moved it on):
+            # this runner's batch rolled back, and it leaves the job to them, unharmed.
+            log.warning("%s; leaving the job", moved)
+            return Outcome.BUSY
 
     def _start(self) -> Row[Any] | None:
         with self.connection.begin():

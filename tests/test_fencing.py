@@ -1,0 +1,32 @@
+"""The checkpoint fence: a runner whose job was moved on by someone else stops, unharmed.
+
+The advisory lock keeps two runners off one job; the fence is what holds if it ever did not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.loading.checkpoint import Checkpoint
+from tests.conftest import MakeTable
+from tests.inprocess import load
+from tests.support import CUSTOMER_COLUMNS, Database, csv_bytes, customer_rows
+
+
+def test_a_runner_whose_checkpoint_moved_leaves_without_loading_or_failing_anything(
+    table: MakeTable, db: Database
+) -> None:
+    target = table()
+
+    def taken_over(job: Any, at: Checkpoint) -> None:
+        # What a replay does to a job it takes back: the runner no longer owns it.
+        db.execute("UPDATE import_jobs SET status = 'queued' WHERE id = %s", (str(job.id),))
+
+    job = load(csv_bytes(CUSTOMER_COLUMNS, customer_rows(25_000)), target, taken_over)
+
+    assert (job.status, job.error) == ("queued", None), "the job is left, not failed"
+    assert job.rows_loaded == 10_000, "only the batch committed before the move counts"
+    staged = db.value(f"SELECT count(*) FROM import_staging.job_{job.id.hex}")
+    assert staged == 10_000, "the batch after the move rolled back"
+    assert db.value(f"SELECT count(*) FROM {target}") == 0
+    db.execute(f"DROP TABLE import_staging.job_{job.id.hex}")
