@@ -30,3 +30,4 @@ def test_a_runner_whose_checkpoint_moved_leaves_without_loading_or_failing_anyth
     assert staged == 10_000, "the batch after the move rolled back"
     assert db.value(f"SELECT count(*) FROM {target}") == 0
     db.execute(f"DROP TABLE import_staging.job_{job.id.hex}")
+    db.execute("DELETE FROM import_jobs WHERE id = %s", (str(job.id),))
