@@ -7,6 +7,7 @@ a thread.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from celery import Celery
 
@@ -18,13 +19,15 @@ _RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
 
 
 def publish_job(app: Celery, job_id: uuid.UUID, retries: int = 0,
-                delay_seconds: int | None = None) -> None:
-    """Send the job to work now, or to the wait queue of `delay_seconds` first."""
+                delay_seconds: int | None = None, wait_seconds: float | None = None) -> None:
+    """Send the job to work now, or to the wait queue of `delay_seconds` first; there,
+    `wait_seconds` (at most the queue's delay) is this message's own time to wait."""
     if delay_seconds is None:
         exchange, routing_key = EXCHANGE, WORK_KEY
     else:
         exchange, routing_key = RETRY_EXCHANGE, retry_queue_name(delay_seconds)
+    options: dict[str, Any] = {} if wait_seconds is None else {"expiration": wait_seconds}
     app.send_task(
         TASK_NAME, args=[str(job_id)], kwargs={"retries": retries}, exchange=exchange,
-        routing_key=routing_key, retry=True, retry_policy=_RETRY_POLICY,
+        routing_key=routing_key, retry=True, retry_policy=_RETRY_POLICY, **options,
     )

@@ -34,6 +34,7 @@ from server.work.celery_app import app
 from server.work.reporting import SegmentReporter, report_final
 
 log = logging.getLogger(__name__)
+JITTER = 0.8
 
 # Faults that pass: the job is retried later through a broker wait queue.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -127,11 +128,11 @@ def retry_later(state: _Process, job: uuid.UUID, retries: int, error: BaseExcept
         raise Reject(f"retries exhausted: {describe(error)}", requeue=False) from error
     delays = state.settings.retry_delays_seconds
     delay = delays[min(retries, len(delays) - 1)]
-    # Jitter picks the neighbouring wait queue at times, so that jobs that failed together
-    # do not all come back together.
-    if random.random() < 0.3 and retries + 1 < len(delays):  # noqa: S311 - not for security
-        delay = delays[retries + 1]
-    log.warning("job %s: transient fault (%s), retry %s in %ss", job, describe(error),
-                retries + 1, delay)
-    publish_job(app, job, retries=retries + 1, delay_seconds=delay)
+    # Jitter: each message waits 80 to 100% of its queue's delay, so that jobs that failed
+    # together do not all come back together. Within one queue the spread is small, so a
+    # message never waits long behind another that expires later (expiry is at the head).
+    wait = delay * random.uniform(JITTER, 1.0)  # noqa: S311 - not for security
+    log.warning("job %s: transient fault (%s), retry %s in %.0fs", job, describe(error),
+                retries + 1, wait)
+    publish_job(app, job, retries=retries + 1, delay_seconds=delay, wait_seconds=wait)
     return "retrying"
