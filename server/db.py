@@ -19,5 +19,7 @@ def worker_engine(settings: Settings) -> Engine:
     return create_engine(
         settings.database_url,
         poolclass=NullPool,
-        connect_args={"options": f"-c statement_timeout={timeout_ms}"},
+        # UTC: a timestamp without a zone in a file means the same on every server (the
+        # careful path says so explicitly; COPY of a plain run reads it in this zone).
+        connect_args={"options": f"-c statement_timeout={timeout_ms} -c timezone=UTC"},
     )

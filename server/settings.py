@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # consumer timeout).
     batch_rows: int = Field(default=10_000, gt=0)
     segment_seconds: float = Field(default=60.0, gt=0)
+    # An append of a file up to this size goes straight into the target in one transaction
+    # on its first attempt: PostgreSQL writes each row once instead of twice (staging, then
+    # the target). It has no checkpoints; if that attempt dies, the next one stages.
+    one_transaction_max_bytes: int = Field(default=256 * 1024**2, ge=0)
     soft_time_limit_seconds: int = 300
     hard_time_limit_seconds: int = 360
     # A stuck statement returns before the soft time limit fires.

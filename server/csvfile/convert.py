@@ -219,14 +219,18 @@ def converter_for(column: Column) -> Converter:
 class RowConverter:
     """Turns the fields of one record into one line of COPY text, or into its problems."""
 
-    def __init__(self, columns: list[Column | None], null_markers: Iterable[str]) -> None:
+    def __init__(self, columns: list[Column | None], null_markers: Iterable[str],
+                 positions: bool = True) -> None:
+        self.columns = columns
         self.width = len(columns)
+        self.positions = positions
         self.nulls = frozenset(null_markers)
         self.plan = [(index, column.name, converter_for(column), column.nullable)
                      for index, column in enumerate(columns) if column is not None]
 
     def copy_line(self, fields: list[str], line: int, offset: int) -> str | list[Problem]:
-        """One line of COPY text, ending with the record's line number and byte offset."""
+        """One line of COPY text, ending with the record's line number and byte offset
+        (unless the converter was made without positions)."""
         if len(fields) != self.width:
             return [Problem(None, "field_count",
                             f"expected {self.width} fields, found {len(fields)}")]
@@ -243,8 +247,9 @@ class RowConverter:
                     _not_null()
         except Refusal:
             return self.problems(fields)
-        out.append(str(line))
-        out.append(str(offset))
+        if self.positions:
+            out.append(str(line))
+            out.append(str(offset))
         return "\t".join(out) + "\n"
 
     def problems(self, fields: list[str]) -> list[Problem]:

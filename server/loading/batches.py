@@ -1,12 +1,25 @@
-"""Group records into batches: COPY lines for the good rows, problems for the others."""
+"""Batches of a file, from a record boundary on: runs of plain lines, and careful records.
+
+The scanner reads the file a block at a time. The longest run of lines at the start of a
+block that the file's row pattern matches goes to COPY as it is (a `Run`). The records
+after it, up to the end of the block, go the careful way: parsed by the record reader,
+each value converted and checked, one COPY text line or one refused row each. Then the
+next block starts fast again, so one odd record slows down at most one block.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import io
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from server.csvfile.convert import Problem, RowConverter
-from server.csvfile.reader import Record
+from server.csvfile.detect import Layout
+from server.csvfile.reader import Record, RecordReader, encoded_terminator
+
+BLOCK_BYTES = 256 * 1024
 
 READER_PROBLEMS = {
     "encoding": "holds bytes that are not valid in the file's encoding",
@@ -16,35 +29,122 @@ READER_PROBLEMS = {
 }
 
 
+@dataclass(frozen=True)
+class Run:
+    """Consecutive one-line records, all valid, as they are in the file."""
+
+    raw: bytes
+    first_line: int
+    start_offset: int
+    rows: int
+
+
 @dataclass
 class Batch:
+    start_offset: int
+    end_offset: int
+    next_line: int
+    runs: list[Run] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     refused: list[tuple[Record, list[Problem]]] = field(default_factory=list)
-    end_offset: int = 0
-    next_line: int = 0
+    rows: int = 0
 
-    @property
-    def size(self) -> int:
-        return len(self.lines) + len(self.refused)
+    def add_run(self, run: Run) -> None:
+        self.runs.append(run)
+        self.rows += run.rows
+        self.end_offset = run.start_offset + len(run.raw)
+        self.next_line = run.first_line + run.rows
 
-
-def batches(records: Iterable[Record], converter: RowConverter, size: int) -> Iterator[Batch]:
-    batch = Batch()
-    for record in records:
+    def add_record(self, record: Record, converter: RowConverter) -> None:
         if record.problem:
-            message = READER_PROBLEMS[record.problem]
-            batch.refused.append((record, [Problem(None, record.problem, message)]))
+            problem = Problem(None, record.problem, READER_PROBLEMS[record.problem])
+            self.refused.append((record, [problem]))
         else:
             result = converter.copy_line(record.fields, record.line, record.start_offset)
             if isinstance(result, str):
-                batch.lines.append(result)
-                batch.records.append(record)
+                self.lines.append(result)
+                self.records.append(record)
             else:
-                batch.refused.append((record, result))
-        batch.end_offset, batch.next_line = record.end_offset, record.next_line
-        if batch.size >= size:
+                self.refused.append((record, result))
+        self.rows += 1
+        self.end_offset, self.next_line = record.end_offset, record.next_line
+
+
+def careful_records(file: BinaryIO, layout: Layout, offset: int, line: int,
+                    until: int) -> Iterator[Record]:
+    """The records that start before `until`, and always the first one, if any is left."""
+    first = True
+    for record in RecordReader(file, layout, offset, line):
+        if not first and record.start_offset >= until:
+            return
+        first = False
+        yield record
+
+
+def careful_batch(run: Run, layout: Layout, converter: RowConverter) -> Batch:
+    """A run read again the careful way, record by record, from the bytes it holds."""
+    batch = Batch(run.start_offset, run.start_offset, run.first_line)
+    for record in RecordReader(io.BytesIO(run.raw), layout, 0, run.first_line):
+        record.start_offset += run.start_offset
+        record.end_offset += run.start_offset
+        batch.add_record(record, converter)
+    return batch
+
+
+class Scanner:
+    def __init__(self, file: BinaryIO, layout: Layout, converter: RowConverter,
+                 pattern: re.Pattern[bytes] | None, batch_rows: int) -> None:
+        self.file, self.layout, self.converter = file, layout, converter
+        self.pattern = pattern
+        self.batch_rows = batch_rows
+        self.terminator, _ = encoded_terminator(layout)
+
+    def batches(self, offset: int, line: int) -> Iterator[Batch]:
+        batch = Batch(offset, offset, line)
+        while True:
+            self.file.seek(batch.end_offset)
+            block = self.file.read(BLOCK_BYTES)
+            if not block:
+                break
+            start, last = batch.end_offset, block.rfind(self.terminator)
+            end = start + last + len(self.terminator) if last >= 0 else start
+            run = self._run(block[: end - start], start, batch.next_line)
+            if run is not None:
+                batch.add_run(run)
+            if batch.end_offset < end or last < 0:
+                self._careful(batch, end)
+            if batch.rows >= self.batch_rows:
+                yield batch
+                batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
+        if batch.rows or batch.end_offset != batch.start_offset:
             yield batch
-            batch = Batch()
-    if batch.size:
-        yield batch
+
+    def _run(self, region: bytes, offset: int, line: int) -> Run | None:
+        if self.pattern is None or not region:
+            return None
+        raw = region[: self.pattern.match(region).end()]  # type: ignore[union-attr]
+        raw = self._decodable(raw)
+        if not raw:
+            return None
+        return Run(raw, line, offset, raw.count(self.terminator))
+
+    def _decodable(self, raw: bytes) -> bytes:
+        """The lines of `raw` before the first one with bytes the encoding cannot read."""
+        try:
+            raw.decode(self.layout.encoding)
+        except UnicodeDecodeError as error:
+            cut = raw.rfind(self.terminator, 0, error.start)
+            return raw[: cut + len(self.terminator)] if cut >= 0 else b""
+        return raw
+
+    def _careful(self, batch: Batch, until: int) -> None:
+        records = careful_records(self.file, self.layout, batch.end_offset, batch.next_line,
+                                  until)
+        consumed = False
+        for record in records:
+            batch.add_record(record, self.converter)
+            consumed = True
+        if not consumed:  # only blank lines were left: the file is done
+            self.file.seek(0, 2)
+            batch.end_offset = self.file.tell()

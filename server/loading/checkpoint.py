@@ -39,22 +39,40 @@ def raw_cursor(connection: Connection) -> Any:
     return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
-def commit_batch(
-    connection: Connection, job_id: uuid.UUID, at: Checkpoint, batch: Batch,
-    columns: Sequence[str],
-) -> Checkpoint:
+def commit_batch(connection: Connection, plan: staging.Stage, batch: Batch) -> Checkpoint:
+    """Stage the batch and move the checkpoint from where the batch starts to its end."""
     with connection.begin():
         cursor = raw_cursor(connection)
-        refused = batch.refused + staging.copy_rows(cursor, job_id, columns, batch.lines,
-                                                    batch.records)
-        save_refused(cursor, job_id, refused)
-        loaded = batch.size - len(refused)
-        return advance(cursor, job_id, at, batch.end_offset, batch.next_line, loaded,
-                       len(refused))
+        refused = staging.stage(cursor, plan, batch)
+        save_refused(cursor, plan.job_id, refused)
+        loaded = batch.rows - len(refused)
+        return advance(cursor, plan.job_id, batch.start_offset, batch.end_offset,
+                       batch.next_line, loaded, len(refused))
+
+
+class InOneTransaction:
+    """Batches of a job loaded in one transaction: the rows go straight to the target, and
+    the checkpoint only moves in memory (the transaction commits when the job completes).
+    A row that PostgreSQL refuses is an error here: the job is then loaded staged."""
+
+    def __init__(self, connection: Connection, plan: staging.Stage, at: Checkpoint) -> None:
+        self.connection, self.plan, self.at = connection, plan, at
+
+    def __call__(self, batch: Batch) -> Checkpoint:
+        cursor = raw_cursor(self.connection)
+        refused = staging.stage(cursor, self.plan, batch, careful=False)
+        save_refused(cursor, self.plan.job_id, refused)
+        cursor.execute("SELECT cancel_requested FROM import_jobs WHERE id = %s",
+                       (self.plan.job_id,))
+        (cancel,) = cursor.fetchone()
+        self.at = Checkpoint(batch.end_offset, batch.next_line,
+                             self.at.rows_loaded + batch.rows - len(refused),
+                             self.at.rows_refused + len(refused), cancel)
+        return self.at
 
 
 def advance(
-    cursor: Any, job_id: uuid.UUID, at: Checkpoint, offset: int, line: int, loaded: int,
+    cursor: Any, job_id: uuid.UUID, expected: int, offset: int, line: int, loaded: int,
     refused: int,
 ) -> Checkpoint:
     cursor.execute(
@@ -67,11 +85,11 @@ def advance(
         RETURNING checkpoint_offset, checkpoint_line, rows_loaded, rows_refused, cancel_requested
         """,
         {"offset": offset, "line": line, "loaded": loaded, "refused": refused,
-         "id": job_id, "expected": at.offset},
+         "id": job_id, "expected": expected},
     )
     row = cursor.fetchone()
     if row is None:
-        raise CheckpointMoved(f"job {job_id}: checkpoint moved away from byte {at.offset}")
+        raise CheckpointMoved(f"job {job_id}: checkpoint moved away from byte {expected}")
     return Checkpoint(*row)
 
 

@@ -39,13 +39,10 @@ class Published:
     refused: list[tuple[Record, list[Problem]]] = field(default_factory=list)
 
 
-def publish(cursor: Any, plan: Publish, reread: Reread) -> Published:
-    cursor.execute(sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(
-        sql.Identifier(staging.LINE), staging.table_of(plan.job_id)))
-    low, high = cursor.fetchone()
+def publish(cursor: Any, plan: Publish, reread: Reread, end_line: int) -> Published:
+    """Every staged row, from the lines before `end_line` (where the checkpoint stands)."""
     result = Published()
-    if low is not None:
-        _publish_range(cursor, plan, insert_statement(plan), low, high + 1, reread, result)
+    _publish_range(cursor, plan, insert_statement(plan), 0, end_line, reread, result)
     return result
 
 

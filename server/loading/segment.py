@@ -11,21 +11,27 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, BinaryIO
 
+import psycopg2
+from psycopg2 import sql
 from sqlalchemy import Connection, Engine, Row, text
 
 from server.csvfile.convert import RowConverter
 from server.csvfile.detect import Layout
-from server.csvfile.reader import Record, RecordReader, read_record
+from server.csvfile.pattern import row_pattern
+from server.csvfile.reader import Record, read_record
 from server.loading import staging
-from server.loading.batches import batches
+from server.loading.batches import Batch, Scanner
 from server.loading.checkpoint import (
     Checkpoint,
     CheckpointMoved,
+    InOneTransaction,
     commit_batch,
     raw_cursor,
     save_refused,
@@ -33,11 +39,15 @@ from server.loading.checkpoint import (
 from server.loading.publish import Publish, publish
 from server.settings import Settings
 from server.storage import Storage
-from server.targets import load_target
+from server.targets import Target, load_target
 
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[Row[Any], Checkpoint], None]
+
+
+# Batches handed to the copier thread and not yet committed: one in PostgreSQL, one ready.
+IN_FLIGHT = 2
 
 
 class Outcome(StrEnum):
@@ -126,42 +136,115 @@ class _Runner:
             return Outcome.FINISHED
         target = load_target(self.connection, job.target, self.settings.import_targets)
         self.connection.commit()
-        columns = [None if name is None else target.column(name) for name in job.column_map]
-        used = [column.name for column in columns if column is not None]
+        names: list[str | None] = list(job.column_map)
+        if self._in_one_transaction(job, names):
+            try:
+                return self._load_at_once(job, target, names)
+            except (psycopg2.DataError, psycopg2.IntegrityError) as error:
+                self.connection.rollback()
+                log.info("job %s: PostgreSQL refused a row (%s); loading it staged instead",
+                         self.job_id, str(error).strip().splitlines()[0])
+        return self._load_staged(job, target, names)
+
+    def _load_staged(self, job: Row[Any], target: Target, names: list[str | None]) -> Outcome:
         with self.connection.begin():
-            staging.create(raw_cursor(self.connection), self.job_id, target, used)
-        at = Checkpoint(job.checkpoint_offset, job.checkpoint_line, job.rows_loaded,
-                        job.rows_refused, cancel_requested=False)
-        layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
-        converter = RowConverter(columns, job.options.get("null_markers", [""]))
+            staging.create(raw_cursor(self.connection), self.job_id, target, names)
+        plan = self._stage(job, target, names, staging.table_of(self.job_id), positions=True)
         with self.storage.open(job.file_key) as file:
-            reader = RecordReader(file, layout, at.offset, at.line)
-            for batch in batches(reader, converter, self.settings.batch_rows):
-                at = commit_batch(self.connection, self.job_id, at, batch, used)
-                self._after_batch(job, at)
-                if at.cancel_requested:
-                    self.cancel()
-                    return Outcome.FINISHED
-                if time.monotonic() >= self.segment.deadline:
-                    with self.connection.begin():
-                        self._end_segment("paused")
-                    return Outcome.PAUSED
-            plan = Publish(self.job_id, target, used, job.mode, job.key_columns)
-            self._publish(job, at, plan, lambda offset, line: _reread(file, layout, offset, line))
+            stopped, at = self._commit_all(
+                job, self._batches(job, plan, file),
+                lambda batch: commit_batch(self.connection, plan, batch), _checkpoint_of(job))
+            if stopped is not None:
+                return stopped
+            publishing = Publish(self.job_id, target, plan.loaded, job.mode, job.key_columns)
+            self._publish(job, at, publishing,
+                          lambda offset, line: _reread(file, plan.layout, offset, line))
         return Outcome.FINISHED
 
-    def _after_batch(self, job: Row[Any], at: Checkpoint) -> None:
+    def _stage(self, job: Row[Any], target: Target, names: list[str | None],
+               into: sql.Composed, positions: bool) -> staging.Stage:
+        columns = [None if name is None else target.column(name) for name in names]
+        layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
+        converter = RowConverter(columns, job.options.get("null_markers", [""]), positions)
+        return staging.Stage(self.job_id, into, names, layout, converter)
+
+    def _batches(self, job: Row[Any], plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
+        layout, converter = plan.layout, plan.converter
+        pattern = row_pattern(converter.columns, layout.delimiter, layout.terminator,
+                              layout.encoding, converter.nulls)
+        scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
+        return scanner.batches(job.checkpoint_offset, job.checkpoint_line)
+
+    def _in_one_transaction(self, job: Row[Any], names: list[str | None]) -> bool:
+        """A first attempt at appending a small enough file, every field to a column."""
+        return (job.mode == "append" and job.segments == 1 and None not in names
+                and job.bytes_total <= self.settings.one_transaction_max_bytes)
+
+    def _load_at_once(self, job: Row[Any], target: Target, names: list[str | None]) -> Outcome:
+        log.info("job %s: loading straight into the target in one transaction", self.job_id)
+        plan = self._stage(job, target, names, staging.target_of(target), positions=False)
+        self.connection.begin()
+        start = _checkpoint_of(job)
+        with self.storage.open(job.file_key) as file:
+            stopped, at = self._commit_all(job, self._batches(job, plan, file),
+                                           InOneTransaction(self.connection, plan, start),
+                                           start, pause=False)
+        if stopped is not None:
+            return stopped
+        check_budget(job.options, at.rows_loaded, at.rows_refused, final=True)
+        cursor = raw_cursor(self.connection)
+        cursor.execute(
+            "UPDATE import_jobs SET checkpoint_line = %s WHERE id = %s AND status = 'running' "
+            "AND checkpoint_offset = %s", (at.line, self.job_id, job.checkpoint_offset))
+        if cursor.rowcount != 1:
+            raise CheckpointMoved(f"job {self.job_id}: it moved on while loading")
+        self._complete(cursor, at.rows_loaded, at.rows_loaded, at.rows_refused)
+        self.connection.commit()
+        log.info("job %s: completed, %s rows loaded, %s refused", self.job_id, at.rows_loaded,
+                 at.rows_refused)
+        return Outcome.FINISHED
+
+    def _commit_all(self, job: Row[Any], batches: Iterator[Batch],
+                    commit: Callable[[Batch], Checkpoint], at: Checkpoint,
+                    pause: bool = True) -> tuple[Outcome | None, Checkpoint]:
+        """Commit batches in a copier thread while this one reads the next ones: PostgreSQL
+        works on one batch, the next waits its turn, and Python parses the one after."""
+        pending: deque[Future[Checkpoint]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="copy") as copier:
+            for batch in batches:
+                if len(pending) == IN_FLIGHT:
+                    at = self._committed(job, pending.popleft())
+                    if at.cancel_requested or (pause and self._out_of_time()):
+                        break
+                pending.append(copier.submit(commit, batch))
+            while pending:  # batches already handed over finish before the runner stops
+                at = self._committed(job, pending.popleft())
+        if at.cancel_requested:
+            self.cancel()
+            return Outcome.FINISHED, at
+        if pause and self._out_of_time():
+            with self.connection.begin():
+                self._end_segment("paused")
+            return Outcome.PAUSED, at
+        return None, at
+
+    def _committed(self, job: Row[Any], batch: Future[Checkpoint]) -> Checkpoint:
+        at = batch.result()
         log.debug("job %s: committed up to line %s", self.job_id, at.line - 1)
         if self.segment.on_progress is not None:
             self.segment.on_progress(job, at)
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
+        return at
+
+    def _out_of_time(self) -> bool:
+        return time.monotonic() >= self.segment.deadline
 
     def _publish(self, job: Row[Any], at: Checkpoint, plan: Publish,
                  reread: Callable[[int, int], Record]) -> None:
         with self.connection.begin():
             cursor = raw_cursor(self.connection)
             cursor.execute("SAVEPOINT before_publish")
-            result = publish(cursor, plan, reread)
+            result = publish(cursor, plan, reread, at.line)
             loaded = at.rows_loaded - len(result.refused)
             refused = at.rows_refused + len(result.refused)
             save_refused(cursor, self.job_id, result.refused)
@@ -241,6 +324,11 @@ def describe(error: BaseException) -> str:
     if isinstance(error, FileNotFoundError):
         return "the uploaded file is gone from storage"
     return f"{type(error).__name__}: {error}"
+
+
+def _checkpoint_of(job: Row[Any]) -> Checkpoint:
+    return Checkpoint(job.checkpoint_offset, job.checkpoint_line, job.rows_loaded,
+                      job.rows_refused, cancel_requested=False)
 
 
 def _reread(file: Any, layout: Layout, offset: int, line: int) -> Record:

@@ -11,16 +11,22 @@ import io
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
 from psycopg2 import sql
 
-from server.csvfile.convert import Problem
+from server.csvfile.convert import Problem, RowConverter
+from server.csvfile.detect import Layout
+from server.csvfile.pattern import encoding_for_copy, with_positions
 from server.csvfile.reader import Record
+from server.loading.batches import Batch, Run, careful_batch
 from server.targets import Target
 
 SCHEMA = "import_staging"
+# COPY sends what it reads from the source in messages of this size.
+_COPY_BUFFER = 1 << 20
 LINE, OFFSET = "_line", "_offset"
 _CONTEXT_COLUMN = re.compile(r"column (\w+):")
 
@@ -37,12 +43,21 @@ def column_list(columns: Sequence[str]) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(column) for column in columns)
 
 
-def create(cursor: Any, job_id: uuid.UUID, target: Target, columns: Sequence[str]) -> None:
+def file_columns(columns: Sequence[str | None]) -> list[str]:
+    """One staging column per field of the file, in its order: a field that no column
+    takes still needs a place to land when whole lines go to COPY as they are."""
+    return [f"_skip_{index}" if name is None else name for index, name in enumerate(columns)]
+
+
+def create(cursor: Any, job_id: uuid.UUID, target: Target, columns: Sequence[str | None]) -> None:
     """The target's columns with their types, and where each row came from in the file."""
+    fields = [sql.Identifier(name) if name is not None
+              else sql.SQL("NULL::text AS {}").format(sql.Identifier(skip))
+              for name, skip in zip(columns, file_columns(columns), strict=True)]
     cursor.execute(
         sql.SQL("CREATE UNLOGGED TABLE IF NOT EXISTS {} AS SELECT {}, NULL::bigint AS {}, "
                 "NULL::bigint AS {} FROM {} WITH NO DATA").format(
-            table_of(job_id), column_list(columns), sql.Identifier(LINE),
+            table_of(job_id), sql.SQL(", ").join(fields), sql.Identifier(LINE),
             sql.Identifier(OFFSET), target_of(target))
     )
 
@@ -51,14 +66,77 @@ def drop(cursor: Any, job_id: uuid.UUID) -> None:
     cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table_of(job_id)))
 
 
-def copy_rows(
-    cursor: Any, job_id: uuid.UUID, columns: Sequence[str], lines: list[str],
-    records: list[Record],
-) -> list[tuple[Record, list[Problem]]]:
-    """COPY the lines; a line PostgreSQL refuses becomes a refused row, found by halving."""
-    statement = sql.SQL("COPY {} ({}, {}, {}) FROM STDIN").format(
-        table_of(job_id), column_list(columns), sql.Identifier(LINE), sql.Identifier(OFFSET))
-    return _copy_or_split(cursor, statement, lines, records)
+@dataclass(frozen=True)
+class Stage:
+    """Where a job's batches go, and how. `into` is the job's staging table, or the target
+    itself for a job loaded in one transaction (then rows carry no positions, and every
+    field of the file has a column). `columns` are the file's fields in order, None for a
+    field no column takes. The converter redoes a run the careful way if COPY refuses it."""
+
+    job_id: uuid.UUID
+    into: sql.Composed
+    columns: Sequence[str | None]
+    layout: Layout
+    converter: RowConverter
+
+    @property
+    def loaded(self) -> list[str]:
+        return [name for name in self.columns if name is not None]
+
+    def copy_data(self, run: Run) -> bytes:
+        if not self.converter.positions:
+            return run.raw
+        return with_positions(run.raw, run.first_line, run.start_offset,
+                              self.layout.terminator, self.layout.delimiter)
+
+    def copy_columns(self, run: bool) -> sql.Composable:
+        names = file_columns(self.columns) if run else self.loaded
+        if self.converter.positions:
+            names = [*names, LINE, OFFSET]
+        return column_list(names)
+
+
+def stage(cursor: Any, plan: Stage, batch: Batch, careful: bool = True,
+          ) -> list[tuple[Record, list[Problem]]]:
+    """COPY the batch; what PostgreSQL refused comes back as refused rows. Without
+    `careful`, a refusal is an error instead (no savepoints: a long transaction with
+    hundreds of them slows every later statement down)."""
+    refused, lines, records = list(batch.refused), list(batch.lines), list(batch.records)
+    if batch.runs and not copy_runs(cursor, plan, batch.runs, careful):
+        for run in batch.runs:
+            redone = careful_batch(run, plan.layout, plan.converter)
+            refused += redone.refused
+            lines += redone.lines
+            records += redone.records
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(plan.into,
+                                                         plan.copy_columns(run=False))
+    if not careful:
+        if lines:
+            cursor.copy_expert(statement, io.StringIO("".join(lines)))
+        return refused
+    return refused + _copy_or_split(cursor, statement, lines, records)
+
+
+def copy_runs(cursor: Any, plan: Stage, runs: list[Run], careful: bool) -> bool:
+    """COPY runs of lines as they are in the file, in one statement; False if PostgreSQL
+    refused any of them (a key already taken, say), and then nothing of them is written."""
+    statement = sql.SQL(
+        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {}, "
+        "FORCE_NULL ({}))").format(
+        plan.into, plan.copy_columns(run=True), sql.Literal(plan.layout.delimiter),
+        sql.Literal(encoding_for_copy(plan.layout.encoding)), column_list(plan.loaded))
+    data = io.BytesIO(b"".join(map(plan.copy_data, runs)))
+    if not careful:
+        cursor.copy_expert(statement, data, size=_COPY_BUFFER)
+        return True
+    cursor.execute("SAVEPOINT copy_runs")
+    try:
+        cursor.copy_expert(statement, data, size=_COPY_BUFFER)
+    except (psycopg2.DataError, psycopg2.IntegrityError):
+        cursor.execute("ROLLBACK TO SAVEPOINT copy_runs")
+        return False
+    cursor.execute("RELEASE SAVEPOINT copy_runs")
+    return True
 
 
 def _copy_or_split(

@@ -1,0 +1,140 @@
+"""The fast path: one regular expression that a run of ordinary records matches as a whole.
+
+Most files are mostly plain: one record per line, values already written the way
+PostgreSQL reads them. For such a run of lines, one match of a pattern compiled from the
+table's column types proves every value valid, and the lines can go to `COPY ... (FORMAT
+csv)` as they are, without Python ever splitting a field. The pattern is strict: it admits
+only values that the per-column converters would pass through unchanged and that
+PostgreSQL reads with the same meaning. Anything else (a quoted line break, a value to
+refuse, a `+5`, a leap day) stops the match, and the record goes the careful way.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Collection, Sequence
+from itertools import accumulate, chain
+
+from server.targets import Column
+
+# PostgreSQL's name for each encoding whose bytes the pattern can read directly: the
+# ASCII bytes (delimiters, quotes, digits, line ends) mean the same in all three.
+COPY_ENCODINGS = {"utf-8": "UTF8", "cp1252": "WIN1252", "iso8859-1": "LATIN1"}
+
+_YEAR = rb"[12][0-9]{3}"
+_MONTH_DAY = (rb"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+              rb"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))")
+_DATE = _YEAR + rb"-" + _MONTH_DAY
+_TIME = rb"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?+"
+_ZONE = rb"(?:Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])"
+_HEX = rb"[0-9a-fA-F]"
+_UUID = _HEX + rb"{8}-" + (_HEX + rb"{4}-") * 3 + _HEX + rb"{12}"
+_BOOLEANS = (b"true", b"false", b"yes", b"off", b"on", b"no", b"t", b"f", b"y", b"n", b"1", b"0")
+_INT_DIGITS = {"int2": 4, "int4": 9, "int8": 18}
+_SIMPLE_LABEL = re.compile(r"[A-Za-z0-9_ .-]+")
+
+
+def encoding_for_copy(encoding: str) -> str | None:
+    return COPY_ENCODINGS.get(codecs.lookup(encoding).name)
+
+
+def value_pattern(column: Column) -> bytes | None:
+    """What a value of this column may look like on the fast path; None if it has none."""
+    if column.labels:
+        return _labels(column.labels)
+    if column.type in _INT_DIGITS:
+        return rb"-?+[0-9]{1,%d}+" % _INT_DIGITS[column.type]
+    fixed = {
+        "date": _DATE,
+        "timestamp": _DATE + _TIME,
+        "timestamptz": _DATE + _TIME + _ZONE + b"?+",
+        "uuid": _UUID,
+        "bool": rb"(?i:" + b"|".join(_BOOLEANS) + rb")",
+        "float8": rb"-?+[0-9]{1,15}+(?:\.[0-9]{1,15}+)?+",
+        "float4": rb"-?+[0-9]{1,6}+(?:\.[0-9]{1,6}+)?+",
+    }
+    if column.type == "numeric":
+        return _numeric(column.precision, column.scale)
+    return fixed.get(column.type)
+
+
+def _numeric(precision: int | None, scale: int | None) -> bytes | None:
+    if precision is None:
+        return rb"-?+[0-9]{1,30}+(?:\.[0-9]{1,30}+)?+"
+    whole, scale = precision - (scale or 0), scale or 0
+    if whole <= 0 or scale < 0:
+        return None
+    fraction = rb"(?:\.[0-9]{1,%d}+)?+" % scale if scale else b""
+    return rb"-?+[0-9]{1,%d}+" % whole + fraction
+
+
+def _labels(labels: Sequence[str]) -> bytes | None:
+    if not all(_SIMPLE_LABEL.fullmatch(label) for label in labels):
+        return None
+    # Longest first: a label that is the start of another must not win the match.
+    ordered = sorted(labels, key=len, reverse=True)
+    return rb"(?:" + b"|".join(re.escape(label.encode()) for label in ordered) + rb")"
+
+
+def text_pattern(column: Column, delimiter: bytes) -> bytes | None:
+    """Text and varchar(n)/char(n): unquoted, or quoted with doubled quotes inside."""
+    if column.type not in ("text", "varchar", "bpchar"):
+        return None
+    plain = rb"[^" + re.escape(delimiter) + rb'"\r\n\x00]'
+    inner = rb'[^"\r\n\x00]'
+    if column.length is None:
+        quoted, unquoted = rb'"' + inner + rb'*+(?:""' + inner + rb'*+)*+"', plain + rb"*+"
+    else:
+        # Bytes, not characters: stricter for multi-byte text, which then goes the careful way.
+        quoted = rb'"(?:' + inner + rb'|""){0,%d}+"' % column.length
+        unquoted = plain + rb"{0,%d}+" % column.length
+    return rb"(?>" + quoted + rb"|" + unquoted + rb")"
+
+
+def field_pattern(column: Column | None, delimiter: bytes) -> bytes | None:
+    """One field: a column's value, or anything at all for a column that is not loaded.
+
+    An empty field (or `""`) is NULL, as on the careful path with the default null
+    marker; a column that does not take NULL must not be empty here.
+    """
+    if column is None:
+        return text_pattern(Column("", "text", True, False), delimiter)
+    text = text_pattern(column, delimiter)
+    if text is not None:
+        if column.nullable:
+            return text
+        return rb"(?!" + re.escape(delimiter) + rb'|""|\r|\n)' + text
+    value = value_pattern(column)
+    if value is None:
+        return None
+    either = rb'(?>"' + value + rb'"|' + value + rb")"
+    return rb'(?:' + either + rb'|""|)' if column.nullable else either
+
+
+def row_pattern(
+    columns: Sequence[Column | None], delimiter: str, terminator: str, encoding: str,
+    null_markers: Collection[str],
+) -> re.Pattern[bytes] | None:
+    """A pattern whose `match` at a record boundary spans the valid run of records after it,
+    each one line; None when this file cannot take the fast path at all."""
+    if set(null_markers) != {""} or encoding_for_copy(encoding) is None:
+        return None
+    separator = delimiter.encode()
+    fields = [field_pattern(column, separator) for column in columns]
+    if not fields or any(field is None for field in fields):
+        return None
+    row = re.escape(separator).join(field for field in fields if field is not None)
+    return re.compile(rb"(?>" + row + re.escape(terminator.encode()) + rb")*+")
+
+
+def with_positions(run: bytes, line: int, offset: int, terminator: str, delimiter: str) -> bytes:
+    """The run's lines for COPY, each followed by its line number and byte offset."""
+    end = terminator.encode()
+    lines = run.split(end)
+    lines.pop()  # a run ends with a line end: the last part is empty
+    starts = accumulate(map(len(end).__add__, map(len, lines)), initial=offset)
+    suffix = (delimiter + "%d" + delimiter + "%d\n").encode()
+    # `starts` has one more item than there are lines: the end of the last one.
+    positions = map(suffix.__mod__, zip(range(line, line + len(lines)), starts, strict=False))
+    return b"".join(chain.from_iterable(zip(lines, positions, strict=True)))
