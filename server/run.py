@@ -1,4 +1,5 @@
-"""Run the API and a worker together, in the foreground, until Ctrl-C.
+"""Run the API and the workers together, in the foreground, until Ctrl-C: a worker for
+all jobs, and one more process that serves small jobs only (the express queue).
 
     python -m server.run
 """
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from server.messaging.topology import EXPRESS_QUEUE
 from server.settings import get_settings
 
 
@@ -19,13 +21,17 @@ def commands() -> list[list[str]]:
         [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host", settings.api_host,
          "--port", str(settings.api_port)],
         worker_command(),
+        worker_command(concurrency=1, express=True),
     ]
 
 
-def worker_command(concurrency: int = 2) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "server.work.celery_app", "worker",
-            "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+def worker_command(concurrency: int = 2, express: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "celery", "-A", "server.work.celery_app", "worker",
+               "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
+               "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if express:
+        command += ["--queues", EXPRESS_QUEUE, "--hostname", "express@%h"]
+    return command
 
 
 def main() -> int:

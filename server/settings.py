@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # on its first attempt: PostgreSQL writes each row once instead of twice (staging, then
     # the target). It has no checkpoints; if that attempt dies, the next one stages.
     one_transaction_max_bytes: int = Field(default=256 * 1024**2, ge=0)
+    # A new job whose file is at most this size goes to the express queue, which a worker
+    # process of its own serves: small imports never wait behind big ones.
+    express_max_bytes: int = Field(default=16 * 1024**2, ge=0)
     soft_time_limit_seconds: int = 300
     hard_time_limit_seconds: int = 360
     # A stuck statement returns before the soft time limit fires.

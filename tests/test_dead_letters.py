@@ -85,7 +85,7 @@ def test_a_message_that_keeps_killing_workers_dies_and_its_replay_resumes(
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000))
     target, reference = table(), db.reference(table(), content)
     job_id = upload(client, content, target).json()["id"]
-    worker = workers(batch_rows=500)
+    worker = workers(batch_rows=500, one_transaction_max_bytes=0)
 
     def segments() -> int:
         return int(db.value("SELECT count(*) FROM import_segments WHERE job_id = %s",

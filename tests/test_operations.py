@@ -135,7 +135,7 @@ def test_a_transient_database_fault_is_retried_with_growing_delays_in_the_broker
     target, reference = table(), db.reference(table(), content)
     job_id = upload(client, content, target).json()["id"]
     url = db_dsn().replace("postgresql://postgres@", f"postgresql+psycopg2://{flaky_role}@")
-    worker = workers(batch_rows=500, database_url=url)
+    worker = workers(batch_rows=500, database_url=url, one_transaction_max_bytes=0)
     wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
                                 (job_id,)), 60, "no batch was committed")
 

@@ -53,7 +53,7 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
     rows = 200_000
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(rows))
     target, reference = table(), db.reference(table(), content)
-    first = workers(batch_rows=500)
+    first = workers(batch_rows=500, one_transaction_max_bytes=0)
     job_id = upload(client, content, target).json()["id"]
 
     loaded_at_kill = wait_until(
@@ -64,7 +64,7 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
     checkpoint = db.value("SELECT checkpoint_line FROM import_jobs WHERE id = %s", (job_id,))
     assert db.value("SELECT count(*) FROM " + target) == 0, "the target is touched only at the end"
 
-    workers(batch_rows=500)
+    workers(batch_rows=500, one_transaction_max_bytes=0)
     job = wait_for_job(client, job_id)
     assert job["status"] == "completed", job
     assert (job["rows_loaded"], job["rows_refused"]) == (rows, 0)
@@ -80,7 +80,7 @@ def test_a_job_longer_than_a_segment_goes_on_through_continuations(
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(30_000))
     target, reference = table(), db.reference(table(), content)
-    workers(batch_rows=1000, segment_seconds=0.01)
+    workers(batch_rows=1000, segment_seconds=0.01, one_transaction_max_bytes=0)
 
     job_id = upload(client, content, target).json()["id"]
     job = wait_for_job(client, job_id)
@@ -189,7 +189,7 @@ def test_a_cancelled_job_stops_at_its_next_batch_and_leaves_the_target_untouched
     target = table()
     job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000)),
                     target).json()["id"]
-    workers(batch_rows=500)
+    workers(batch_rows=500, one_transaction_max_bytes=0)
     wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
                                 (job_id,)), 60, "no batch was committed")
 

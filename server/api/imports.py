@@ -52,14 +52,14 @@ async def create_import(
     except BaseException:
         services.storage.delete(key)
         raise
-    await run_in_threadpool(publish_now, services, job.id)
+    await run_in_threadpool(publish_now, services, job.id, job.bytes_total)
     return _accepted(job, request, replayed=False)
 
 
-def publish_now(services: Services, job_id: uuid.UUID) -> None:
+def publish_now(services: Services, job_id: uuid.UUID, size: int) -> None:
     """Publish after the commit. If the broker fails us now, the sweeper publishes later."""
     try:
-        publish_job(services.celery, job_id)
+        publish_job(services.celery, job_id, express=size <= services.settings.express_max_bytes)
     except Exception:
         log.exception("job %s: publish failed, the sweeper will publish it again", job_id)
         return

@@ -24,13 +24,14 @@ BATCH = 100
 
 def sweep_once(services: Services) -> int:
     with services.engine.begin() as connection:
-        job_ids = repository.unpublished_jobs(connection, services.settings.publish_grace_seconds,
-                                              BATCH)
-        for job_id in job_ids:
-            publish_job(services.celery, job_id)
+        jobs = repository.unpublished_jobs(connection, services.settings.publish_grace_seconds,
+                                           BATCH)
+        for job_id, size in jobs:
+            publish_job(services.celery, job_id,
+                        express=size <= services.settings.express_max_bytes)
             repository.mark_published(connection, job_id)
             log.info("job %s: published by the sweeper", job_id)
-    return len(job_ids)
+    return len(jobs)
 
 
 async def run_forever(services: Services) -> None:

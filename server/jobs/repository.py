@@ -35,18 +35,21 @@ def mark_published(connection: Connection, job_id: uuid.UUID) -> None:
                        .values(published_at=func.now()))
 
 
-def unpublished_jobs(connection: Connection, grace_seconds: float, limit: int) -> list[uuid.UUID]:
-    """Jobs committed but never confirmed by the broker; locked so that two sweepers
-    running at once do not both publish the same job."""
+def unpublished_jobs(
+    connection: Connection, grace_seconds: float, limit: int
+) -> list[tuple[uuid.UUID, int]]:
+    """Jobs (id, file size) committed but never confirmed by the broker; locked so that two
+    sweepers running at once do not both publish the same job."""
     query = text(
         """
-        SELECT id FROM import_jobs
+        SELECT id, bytes_total FROM import_jobs
         WHERE status = 'queued' AND published_at IS NULL
           AND created_at < now() - make_interval(secs => :grace)
         ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED
         """
     )
-    return list(connection.execute(query, {"grace": grace_seconds, "limit": limit}).scalars())
+    rows = connection.execute(query, {"grace": grace_seconds, "limit": limit})
+    return [(row.id, row.bytes_total) for row in rows]
 
 
 def request_cancel(connection: Connection, job_id: uuid.UUID) -> Row[Any] | None:

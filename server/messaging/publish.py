@@ -11,7 +11,13 @@ from typing import Any
 
 from celery import Celery
 
-from server.messaging.topology import EXCHANGE, RETRY_EXCHANGE, WORK_KEY, retry_queue_name
+from server.messaging.topology import (
+    EXCHANGE,
+    EXPRESS_KEY,
+    RETRY_EXCHANGE,
+    WORK_KEY,
+    retry_queue_name,
+)
 
 TASK_NAME = "imports.load"
 _RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
@@ -19,11 +25,13 @@ _RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
 
 
 def publish_job(app: Celery, job_id: uuid.UUID, retries: int = 0,
-                delay_seconds: int | None = None, wait_seconds: float | None = None) -> None:
-    """Send the job to work now, or to the wait queue of `delay_seconds` first; there,
-    `wait_seconds` (at most the queue's delay) is this message's own time to wait."""
+                delay_seconds: int | None = None, wait_seconds: float | None = None,
+                express: bool = False) -> None:
+    """Send the job to work now (to the express queue if it is a small new job), or to the
+    wait queue of `delay_seconds` first; there, `wait_seconds` (at most the queue's delay)
+    is this message's own time to wait."""
     if delay_seconds is None:
-        exchange, routing_key = EXCHANGE, WORK_KEY
+        exchange, routing_key = EXCHANGE, EXPRESS_KEY if express else WORK_KEY
     else:
         exchange, routing_key = RETRY_EXCHANGE, retry_queue_name(delay_seconds)
     options: dict[str, Any] = {} if wait_seconds is None else {"expiration": wait_seconds}

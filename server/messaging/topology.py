@@ -1,9 +1,12 @@
 """Every exchange, queue, binding and argument of the broker, declared in one place.
 
-    imports ──work──► imports.work ──(expired / rejected / delivery limit)──► imports.dlx
-       ▲                                                                         │ dead
-       └── imports.retry.<N>s (TTL N s) ◄── imports.retry                        ▼
-                                                                            imports.dead
+    imports ──work───► imports.work ────(expired / rejected / delivery limit)──► imports.dlx
+       │   ──express─► imports.express ─(the same)────────────────────────────────► │ dead
+       ▲                                                                            ▼
+       └── imports.retry.<N>s (TTL N s) ◄── imports.retry                      imports.dead
+
+Small files go to `imports.express`, which a worker of its own serves, so that a small import
+never waits behind big ones; retries and continuations go to `imports.work`.
 
 `rabbitmq/definitions.json`, which the broker loads at boot, says the same thing; a test
 proves that they agree (`python -m server.messaging.topology` prints the definitions).
@@ -25,8 +28,10 @@ EXCHANGE = "imports"
 DEAD_EXCHANGE = "imports.dlx"
 RETRY_EXCHANGE = "imports.retry"
 WORK_QUEUE = "imports.work"
+EXPRESS_QUEUE = "imports.express"
 DEAD_QUEUE = "imports.dead"
 WORK_KEY = "work"
+EXPRESS_KEY = "express"
 DEAD_KEY = "dead"
 
 # Quorum queues with at-least-once dead-lettering: a message leaves for the dead-letter
@@ -46,7 +51,14 @@ class Topology:
 
     @property
     def work(self) -> Queue:
-        return next(queue for queue in self.queues if queue.name == WORK_QUEUE)
+        return self.queue(WORK_QUEUE)
+
+    @property
+    def express(self) -> Queue:
+        return self.queue(EXPRESS_QUEUE)
+
+    def queue(self, name: str) -> Queue:
+        return next(queue for queue in self.queues if queue.name == name)
 
 
 def build(settings: Settings) -> Topology:
@@ -57,6 +69,8 @@ def build(settings: Settings) -> Topology:
     queues = [
         Queue(DEAD_QUEUE, dead, routing_key=DEAD_KEY, durable=True, queue_arguments=_QUORUM),
         Queue(WORK_QUEUE, imports, routing_key=WORK_KEY, durable=True,
+              queue_arguments=work_arguments(settings)),
+        Queue(EXPRESS_QUEUE, imports, routing_key=EXPRESS_KEY, durable=True,
               queue_arguments=work_arguments(settings)),
     ]
     queues += [

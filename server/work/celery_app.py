@@ -16,7 +16,9 @@ def make_app() -> Celery:
         # A publish is only done when the broker confirms it (a broker alarm can drop it).
         broker_transport_options={"confirm_publish": True},
         broker_connection_retry_on_startup=True,
-        task_queues=[topology.build(settings).work],
+        # Both queues by default; `-Q imports.express` makes a worker that serves small
+        # jobs only (`make run` and docker compose start one).
+        task_queues=[topology.build(settings).work, topology.build(settings).express],
         task_default_queue=topology.WORK_QUEUE,
         task_default_exchange=topology.EXCHANGE,
         task_default_routing_key=topology.WORK_KEY,

@@ -1,0 +1,311 @@
+"""How fast the pipeline lands a big file, next to PostgreSQL's own `psql \\copy` of it.
+
+    python scripts/bench.py                      # 1,000,000 rows, 3 runs, medians
+    python scripts/bench.py --rows 100000 5000000 --runs 1
+    python scripts/bench.py --small-during 5000000   # a 100-row job while a big one runs
+    python scripts/bench.py --upload-only 10000000   # API memory while receiving ~1 GB
+    python scripts/bench.py --json
+
+Each run times the baseline (`psql \\copy` into an identical table with its primary key)
+and then the whole pipeline on the same file: from the first byte of the HTTP upload to the
+final server-sent event, with the API and a worker running as in production, in the default
+atomic mode with full validation. Both tables must then hold the same rows. Peak memory
+(RSS) of the API and of the busiest worker process is sampled all along.
+
+Everything runs in its own database, RabbitMQ virtual host and Redis database (see ENV), on
+the PostgreSQL, Redis and RabbitMQ of `make run`; generated files are kept in var/bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchdata
+
+from server.run import worker_command
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "var" / "bench"
+PORT = 8099
+HOST = os.environ.get("BENCH_DATABASE_HOST", "127.0.0.1")
+DSN = f"postgresql://postgres@{HOST}:5432/csv_import_bench"
+ENV = {
+    "DATABASE_URL": DSN.replace("postgresql://", "postgresql+psycopg2://"),
+    "BROKER_URL": os.environ.get("BENCH_BROKER_URL",
+                                 "amqp://guest:guest@127.0.0.1:5672/csv_import_bench"),
+    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+    "UPLOAD_DIR": str(WORK / "uploads"),
+    "IMPORT_TARGETS": "bench.*",
+    "MAX_UPLOAD_BYTES": str(64 * 1024**3),
+    "API_PORT": str(PORT),
+}
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class Figures:
+    rows: int
+    megabytes: float
+    baseline_seconds: float
+    pipeline_seconds: float
+    ratio: float
+    rows_per_second: float
+    worker_peak_mb: float
+    api_peak_mb: float
+
+
+class Service:
+    """A process of the service (API or worker), its log in var/bench."""
+
+    def __init__(self, name: str, command: list[str], ready: str) -> None:
+        self.log = WORK / f"{name}.log"
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(command, env={**os.environ, **ENV}, cwd=ROOT,
+                                            stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while ready not in self.log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not start; see {self.log}")
+            time.sleep(0.1)
+
+    def pids(self) -> list[int]:
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        found = children.read_text().split() if children.exists() else []
+        return [pid, *map(int, found)]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+class PeakMemory:
+    """The highest RSS of any one process of each service, sampled every 20 ms."""
+
+    def __init__(self, services: dict[str, Service]) -> None:
+        self.services = services
+        self.peak = dict.fromkeys(services, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            for name, service in self.services.items():
+                for pid in service.pids():
+                    self.peak[name] = max(self.peak[name], rss_mb(pid))
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def sql(statement: str, database: str = DSN) -> list[tuple[Any, ...]]:
+    connection = psycopg2.connect(database)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
+
+
+def prepare() -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    setup = subprocess.run([sys.executable, "-m", "server.setup"], env={**os.environ, **ENV},
+                           cwd=ROOT, capture_output=True, text=True, check=False)
+    if setup.returncode:
+        raise SystemExit(setup.stdout + setup.stderr)
+    sql("CREATE SCHEMA IF NOT EXISTS bench")
+    for table in ("baseline", "pipeline", "small"):
+        sql(f"DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} "
+            f"{benchdata.TABLE_DDL}")
+
+
+def psql_copy(path: Path) -> float:
+    sql("TRUNCATE bench.baseline")
+    start = time.perf_counter()
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", DSN, "-c",
+                    f"\\copy bench.baseline FROM '{path}' WITH (FORMAT csv, HEADER true)"],
+                   check=True)
+    return time.perf_counter() - start
+
+
+def fingerprint(table: str) -> tuple[int, int]:
+    """Row count and an order-free sum of row hashes: equal for equal tables."""
+    count, total = sql(f"SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)"
+                       f"::bigint), 0) FROM bench.{table} t")[0]
+    return int(count), int(total)
+
+
+def upload(http: httpx.Client, path: Path, target: str) -> dict[str, Any]:
+    with path.open("rb") as file:
+        response = http.post("/imports", data={"target": target},
+                             files={"file": (path.name, file, "text/csv")})
+    if response.status_code != 202:
+        raise SystemExit(f"upload refused: {response.status_code} {response.text}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def events(http: httpx.Client, job: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    with http.stream("GET", f"/imports/{job['id']}/events", timeout=None) as stream:
+        name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and name:
+                yield name, json.loads(line.split(":", 1)[1])
+
+
+def until_done(http: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
+    for name, data in events(http, job):
+        if name in TERMINAL:
+            if name != "completed":
+                raise SystemExit(f"job {job['id']} ended {name}: {data}")
+            return data
+    raise SystemExit(f"the event stream of job {job['id']} ended early")
+
+
+def pipeline(http: httpx.Client, path: Path) -> float:
+    sql("TRUNCATE bench.pipeline")
+    start = time.perf_counter()
+    until_done(http, upload(http, path, "bench.pipeline"))
+    return time.perf_counter() - start
+
+
+@contextmanager
+def services() -> Iterator[dict[str, Service]]:
+    api = Service("api", [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host",
+                          "127.0.0.1", "--port", str(PORT), "--log-level", "warning"],
+                  "Uvicorn running")
+    try:
+        worker = Service("worker", worker_command(), "ready.")
+        try:
+            yield {"api": api, "worker": worker}
+        finally:
+            worker.stop()
+    finally:
+        api.stop()
+
+
+def measure(http: httpx.Client, running: dict[str, Service], rows: int, runs: int) -> Figures:
+    path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
+    samples: list[tuple[float, float]] = []
+    with PeakMemory(running) as memory:
+        for run in range(1, runs + 1):
+            baseline, ours = psql_copy(path), pipeline(http, path)
+            if fingerprint("baseline") != fingerprint("pipeline"):
+                raise SystemExit("the pipeline's table differs from psql's: see var/bench")
+            print(f"  run {run}: psql \\copy {baseline:.2f} s, pipeline {ours:.2f} s, "
+                  f"ratio {ours / baseline:.2f}", flush=True)
+            samples.append((baseline, ours))
+    baseline = statistics.median(sample[0] for sample in samples)
+    ours = statistics.median(sample[1] for sample in samples)
+    return Figures(rows, round(path.stat().st_size / 1e6, 1), round(baseline, 2),
+                   round(ours, 2), round(ours / baseline, 2), round(rows / ours),
+                   round(memory.peak["worker"], 1), round(memory.peak["api"], 1))
+
+
+def small_during(http: httpx.Client, rows: int) -> dict[str, float]:
+    """Start a big import, and once it loads, a 100-row one: how long does the small wait?"""
+    big = benchdata.write(WORK / f"rows-{rows}.csv", rows)
+    small = benchdata.write(WORK / "rows-100.csv", 100)
+    sql("TRUNCATE bench.pipeline; TRUNCATE bench.small")
+    big_job = upload(http, big, "bench.pipeline")
+    for name, _ in events(http, big_job):
+        if name == "progress":
+            break
+    start = time.perf_counter()
+    until_done(http, upload(http, small, "bench.small"))
+    small_seconds = time.perf_counter() - start
+    print(f"  100-row import while a {rows:,}-row one runs: {small_seconds:.2f} s", flush=True)
+    until_done(http, big_job)
+    return {"big_rows": rows, "small_seconds": round(small_seconds, 2)}
+
+
+def upload_only(http: httpx.Client, running: dict[str, Service], rows: int) -> dict[str, float]:
+    """API memory while it receives a big file (the job is cancelled right after)."""
+    path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
+    before = rss_mb(running["api"].process.pid)
+    with PeakMemory({"api": running["api"]}) as memory:
+        start = time.perf_counter()
+        job = upload(http, path, "bench.pipeline")
+        seconds = time.perf_counter() - start
+    http.post(f"/imports/{job['id']}/cancel")
+    peak = memory.peak["api"]
+    figures = {"megabytes": round(path.stat().st_size / 1e6),
+               "upload_seconds": round(seconds, 2), "api_rss_before_mb": round(before, 1),
+               "api_rss_peak_mb": round(peak, 1), "api_rss_growth_mb": round(peak - before, 1)}
+    print(f"  upload of {figures['megabytes']} MB: API RSS {before:.1f} MB before, "
+          f"{peak:.1f} MB at most (+{figures['api_rss_growth_mb']} MB)", flush=True)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--small-during", type=int, metavar="ROWS")
+    parser.add_argument("--upload-only", type=int, metavar="ROWS")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    prepare()
+    report: dict[str, Any] = {}
+    with services() as running, httpx.Client(base_url=f"http://127.0.0.1:{PORT}",
+                                             timeout=600) as http:
+        if args.upload_only:
+            report["upload"] = upload_only(http, running, args.upload_only)
+        elif args.small_during:
+            report["small_during"] = small_during(http, args.small_during)
+        else:
+            report["loads"] = [asdict(measure(http, running, rows, args.runs))
+                               for rows in args.rows]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report.get("loads", []))
+    return 0
+
+
+def print_table(loads: list[dict[str, Any]]) -> None:
+    for load in loads:
+        print(f"{load['rows']:>10,} rows ({load['megabytes']} MB): "
+              f"psql \\copy {load['baseline_seconds']:.2f} s | "
+              f"pipeline {load['pipeline_seconds']:.2f} s | ratio {load['ratio']:.2f} | "
+              f"{load['rows_per_second']:,} rows/s | worker peak RSS {load['worker_peak_mb']} MB"
+              f" | API peak RSS {load['api_peak_mb']} MB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The loader's fast path: what the row pattern lets through, and what a run costs to redo.
+
+Pure tests of the pattern first (no service), then the two ways a file lands: staged with
+checkpoints, or, for a small append on its first attempt, in one transaction.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import pytest
+import redis
+
+from server.csvfile.pattern import row_pattern, with_positions
+from server.progress.events import snapshot_key
+from server.targets import Column
+from tests.conftest import ENV, MakeTable, StartWorker
+from tests.support import (
+    CUSTOMER_COLUMNS,
+    Database,
+    csv_bytes,
+    customer_rows,
+    upload,
+    wait_for_job,
+    wait_until,
+)
+
+COLUMNS = [
+    Column("id", "int8", False, False),
+    Column("name", "varchar", True, False, length=5),
+    Column("born", "date", True, False),
+    Column("balance", "numeric", True, False, precision=6, scale=2),
+    Column("active", "bool", True, False),
+    Column("seen", "timestamptz", True, False),
+]
+PATTERN = row_pattern(COLUMNS, ",", "\n", "utf-8", [""])
+
+
+def passes(line: str) -> bool:
+    assert PATTERN is not None
+    data = line.encode() + b"\n"
+    return PATTERN.match(data).end() == len(data)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("line", [
+    "1,Ada,1990-01-31,1234.50,true,2024-05-01T10:00:00Z",
+    "-7,,,,,",
+    '2,"A,b",2000-02-28,0.5,F,2024-05-01 10:00:00.123+02:00',
+    '"3","Q""x",1999-12-31,"-9999.99",yes,',
+    '4,"",,"",,""',
+])
+def test_plain_rows_take_the_fast_path(line: str) -> None:
+    assert passes(line)
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("+5,Ada,,,,", "a sign the careful path normalises"),
+    (" 5,Ada,,,,", "white space around a number"),
+    (",Ada,,,,", "empty in a column that takes no NULL"),
+    ('"",Ada,,,,', "quoted empty in a column that takes no NULL"),
+    ("1,Adalbert,,,,", "longer than varchar(5)"),
+    ("1,Ada,2024-02-29,,,", "a leap day: the careful path checks the calendar"),
+    ("1,Ada,2023-02-30,,,", "no such day"),
+    ("1,Ada,,10000.00,,", "too many digits before the point"),
+    ("1,Ada,,1.234,,", "more decimals than the scale"),
+    ("1,Ada,,1e3,,", "an exponent"),
+    ("1,Ada,,,maybe,", "not a boolean"),
+    ("1,Ada,,,,2024-05-01", "a date where a timestamp goes"),
+    ('1,"A\nb",,,,', "a line break inside quotes"),
+    ("1,A\x00,,,,", "a NUL character"),
+    ("1,Ada,,,", "a field missing"),
+    ("1,Ada,,,,,", "a field too many"),
+    ('1,A"b,,,,', "a quote inside an unquoted field"),
+])
+def test_anything_unusual_goes_the_careful_way(line: str, why: str) -> None:
+    assert not passes(line), why
+
+
+def test_no_fast_path_for_other_null_markers_encodings_or_types() -> None:
+    assert row_pattern(COLUMNS, ",", "\n", "utf-8", ["", "NULL"]) is None
+    assert row_pattern(COLUMNS, ",", "\n", "utf-16-le", [""]) is None
+    assert row_pattern([Column("doc", "jsonb", True, False)], ",", "\n", "utf-8", [""]) is None
+    assert row_pattern(COLUMNS, ";", "\r\n", "cp1252", [""]) is not None
+
+
+def test_each_line_of_a_run_carries_its_line_number_and_byte_offset() -> None:
+    run = b"1,a\r\n22,bb\r\n"
+    assert with_positions(run, 7, 100, "\r\n", ",") == b"1,a,7,100\n22,bb,8,105\n"
+
+
+def test_a_small_append_killed_in_its_one_transaction_leaves_nothing_and_lands_once(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
+) -> None:
+    rows = 200_000
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(rows))
+    target, reference = table(), db.reference(table(), content)
+    job_id = upload(client, content, target).json()["id"]
+    first = workers(batch_rows=500)
+    progress = redis.Redis.from_url(ENV["REDIS_URL"])
+    wait_until(lambda: int(progress.hget(snapshot_key(job_id), "rows_loaded") or 0), 60,
+               "the load never started")
+    first.kill(signal.SIGKILL)
+    assert "in one transaction" in first.log()
+    assert db.value(f"SELECT count(*) FROM {target}") == 0, "nothing is visible before commit"
+    assert db.value("SELECT checkpoint_line FROM import_jobs WHERE id = %s", (job_id,)) == 2
+
+    workers(batch_rows=500)
+    job = wait_for_job(client, job_id)
+    assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", rows, 0)
+    assert db.checksum(target) == db.checksum(reference)
+
+
+def test_a_row_only_the_database_refuses_sends_a_one_transaction_load_the_staged_way(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
+) -> None:
+    target = table()
+    db.execute(f"INSERT INTO {target} (id, email) VALUES (500, 'taken@example.com')")
+    worker = workers()
+    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(1000)),
+                    target).json()["id"]
+    job = wait_for_job(client, job_id)
+
+    assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", 999, 1)
+    refused = client.get(f"/imports/{job_id}/errors").json()["items"]
+    assert [(r["code"], r["raw"].split(",")[0]) for r in refused] == [("duplicate_key", "500")]
+    assert db.value(f"SELECT count(*) FROM {target}") == 1000
+    assert "loading it staged instead" in worker.log()
