@@ -11,7 +11,7 @@ import httpx
 import pytest
 from kombu import Connection
 
-from server.messaging.topology import WORK_QUEUE
+from server.messaging.topology import EXPRESS_QUEUE, WORK_QUEUE
 from tests.broker import message_count
 from tests.conftest import ENV, MakeTable
 from tests.support import (
@@ -30,7 +30,8 @@ LIMIT = int(ENV["MAX_UPLOAD_BYTES"])
 
 def state(db: Database, broker: Connection) -> tuple[int, int, list[str]]:
     """What an upload can leave behind: job rows, messages, stored files."""
-    return (db.value("SELECT count(*) FROM import_jobs"), message_count(broker, WORK_QUEUE),
+    messages = message_count(broker, WORK_QUEUE) + message_count(broker, EXPRESS_QUEUE)
+    return (db.value("SELECT count(*) FROM import_jobs"), messages,
             sorted(os.listdir(ENV["UPLOAD_DIR"])))
 
 
@@ -140,7 +141,7 @@ def test_an_idempotency_key_returns_the_first_job(
     assert first.json()["id"] == second.json()["id"]
     assert second.headers["Idempotent-Replayed"] == "true"
     assert db.value("SELECT count(*) FROM import_jobs WHERE idempotency_key = %s", (key,)) == 1
-    assert message_count(broker, WORK_QUEUE) == 1
+    assert message_count(broker, EXPRESS_QUEUE) == 1, "a small file goes to the express queue"
 
 
 def test_refused_rows_come_as_json_pages_and_as_a_csv_to_fix(

@@ -6,6 +6,7 @@ checkpoints, or, for a small append on its first attempt, in one transaction.
 
 from __future__ import annotations
 
+import json
 import signal
 
 import httpx
@@ -98,8 +99,12 @@ def test_a_small_append_killed_in_its_one_transaction_leaves_nothing_and_lands_o
     job_id = upload(client, content, target).json()["id"]
     first = workers(batch_rows=500)
     progress = redis.Redis.from_url(ENV["REDIS_URL"])
-    wait_until(lambda: int(progress.hget(snapshot_key(job_id), "rows_loaded") or 0), 60,
-               "the load never started")
+
+    def loaded() -> int:
+        snapshot = progress.hget(snapshot_key(job_id), "data")
+        return int(json.loads(snapshot)["rows_loaded"]) if snapshot else 0
+
+    wait_until(loaded, 60, "the load never started")
     first.kill(signal.SIGKILL)
     assert "in one transaction" in first.log()
     assert db.value(f"SELECT count(*) FROM {target}") == 0, "nothing is visible before commit"

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from kombu import Connection
 
-from server.messaging.topology import WORK_QUEUE
+from server.messaging.topology import EXPRESS_QUEUE
 from tests.broker import dead_letters, message_count
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.support import (
@@ -170,12 +170,13 @@ def test_a_job_the_api_committed_but_never_published_is_published_by_the_sweeper
     target = table()
     job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), target).json()["id"]
     # The state a crash between commit and publish leaves: a queued job and no message.
-    wait_until(lambda: message_count(broker, WORK_QUEUE) == 1, 10)
-    broker.default_channel.queue_purge(WORK_QUEUE)
+    wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 1, 10)
+    broker.default_channel.queue_purge(EXPRESS_QUEUE)
     db.execute("UPDATE import_jobs SET published_at = NULL, created_at = now() - interval "
                "'1 minute' WHERE id = %s", (job_id,))
 
-    wait_until(lambda: message_count(broker, WORK_QUEUE) == 1, 30, "the sweeper never published")
+    wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 1, 30,
+               "the sweeper never published")
     workers()
 
     job = wait_for_job(client, job_id)

@@ -109,7 +109,8 @@ class Scanner:
                 break
             start, last = batch.end_offset, block.rfind(self.terminator)
             end = start + last + len(self.terminator) if last >= 0 else start
-            run = self._run(block[: end - start], start, batch.next_line)
+            run = self._run(block[: end - start], start, batch.next_line,
+                            self.batch_rows - batch.rows)
             if run is not None:
                 batch.add_run(run)
             if batch.end_offset < end or last < 0:
@@ -120,14 +121,23 @@ class Scanner:
         if batch.rows or batch.end_offset != batch.start_offset:
             yield batch
 
-    def _run(self, region: bytes, offset: int, line: int) -> Run | None:
+    def _run(self, region: bytes, offset: int, line: int, room: int) -> Run | None:
+        """The valid lines at the start of `region`, at most `room` of them."""
         if self.pattern is None or not region:
             return None
         raw = region[: self.pattern.match(region).end()]  # type: ignore[union-attr]
         raw = self._decodable(raw)
-        if not raw:
-            return None
-        return Run(raw, line, offset, raw.count(self.terminator))
+        rows = raw.count(self.terminator)
+        if rows > room:
+            raw, rows = raw[: self._end_of_line(raw, room)], room
+        return Run(raw, line, offset, rows) if raw else None
+
+    def _end_of_line(self, raw: bytes, count: int) -> int:
+        """Where the `count`-th line of `raw` ends."""
+        end = 0
+        for _ in range(count):
+            end = raw.index(self.terminator, end) + len(self.terminator)
+        return end
 
     def _decodable(self, raw: bytes) -> bytes:
         """The lines of `raw` before the first one with bytes the encoding cannot read."""
@@ -145,6 +155,8 @@ class Scanner:
         for record in records:
             batch.add_record(record, self.converter)
             consumed = True
+            if batch.rows >= self.batch_rows:
+                break
         if not consumed:  # only blank lines were left: the file is done
             self.file.seek(0, 2)
             batch.end_offset = self.file.tell()

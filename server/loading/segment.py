@@ -210,11 +210,13 @@ class _Runner:
         """Commit batches in a copier thread while this one reads the next ones: PostgreSQL
         works on one batch, the next waits its turn, and Python parses the one after."""
         pending: deque[Future[Checkpoint]] = deque()
+        out_of_time = False
         with ThreadPoolExecutor(1, thread_name_prefix="copy") as copier:
             for batch in batches:
                 if len(pending) == IN_FLIGHT:
                     at = self._committed(job, pending.popleft())
-                    if at.cancel_requested or (pause and self._out_of_time()):
+                    out_of_time = pause and time.monotonic() >= self.segment.deadline
+                    if at.cancel_requested or out_of_time:
                         break
                 pending.append(copier.submit(commit, batch))
             while pending:  # batches already handed over finish before the runner stops
@@ -222,7 +224,7 @@ class _Runner:
         if at.cancel_requested:
             self.cancel()
             return Outcome.FINISHED, at
-        if pause and self._out_of_time():
+        if out_of_time:
             with self.connection.begin():
                 self._end_segment("paused")
             return Outcome.PAUSED, at
@@ -235,9 +237,6 @@ class _Runner:
             self.segment.on_progress(job, at)
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
         return at
-
-    def _out_of_time(self) -> bool:
-        return time.monotonic() >= self.segment.deadline
 
     def _publish(self, job: Row[Any], at: Checkpoint, plan: Publish,
                  reread: Callable[[int, int], Record]) -> None:
