@@ -42,7 +42,7 @@ from server.run import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "var" / "bench"
-PORT = 8099
+PORT = int(os.environ.get("BENCH_API_PORT", "8099"))
 HOST = os.environ.get("BENCH_DATABASE_HOST", "127.0.0.1")
 DSN = f"postgresql://postgres@{HOST}:5432/csv_import_bench"
 ENV = {
@@ -81,6 +81,7 @@ class Service:
         deadline = time.monotonic() + 60
         while ready not in self.log.read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise SystemExit(f"{name} did not start; see {self.log}")
             time.sleep(0.1)
 
@@ -91,8 +92,9 @@ class Service:
         return [pid, *map(int, found)]
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
 
 
 def rss_mb(pid: int) -> float:
@@ -207,7 +209,7 @@ def pipeline(http: httpx.Client, path: Path) -> float:
 @contextmanager
 def services() -> Iterator[dict[str, Service]]:
     api = Service("api", [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host",
-                          "127.0.0.1", "--port", str(PORT), "--log-level", "warning"],
+                          "127.0.0.1", "--port", str(PORT), "--no-access-log"],
                   "Uvicorn running")
     try:
         worker = Service("worker", worker_command(), "ready.")

@@ -19,7 +19,10 @@ from server.csvfile.convert import Problem, RowConverter
 from server.csvfile.detect import Layout
 from server.csvfile.reader import Record, RecordReader, encoded_terminator
 
-BLOCK_BYTES = 256 * 1024
+# One pattern match per block holds the GIL for its whole length: kept short so that the
+# copier thread gets the GIL back soon. One odd line sends at most the rest of a block the
+# careful way.
+BLOCK_BYTES = 64 * 1024
 
 READER_PROBLEMS = {
     "encoding": "holds bytes that are not valid in the file's encoding",
