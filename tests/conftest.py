@@ -113,9 +113,9 @@ def workers(broker: Connection, log_dir: Path) -> Iterator[StartWorker]:
     """Start real Celery workers (prefork), each with its own settings if asked."""
     started: list[Process] = []
 
-    def start(concurrency: int = 1, **settings: Any) -> Process:
+    def start(concurrency: int = 1, queue: str | None = None, **settings: Any) -> Process:
         env = dict(os.environ, **{name.upper(): str(value) for name, value in settings.items()})
-        worker = start_worker(env, log_dir, concurrency)
+        worker = start_worker(env, log_dir, concurrency, queue)
         started.append(worker)
         return worker
 

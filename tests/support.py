@@ -60,10 +60,13 @@ class Process:
         self._log.close()
 
 
-def start_worker(env: dict[str, str], log_dir: Path, concurrency: int = 1) -> Process:
+def start_worker(env: dict[str, str], log_dir: Path, concurrency: int = 1,
+                 queue: str | None = None) -> Process:
     command = [sys.executable, "-m", "celery", "-A", "server.work.celery_app", "worker",
                "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
                "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if queue is not None:
+        command += ["--queues", queue, "--hostname", f"{queue}-{uuid.uuid4().hex[:6]}@%h"]
     worker = Process("worker", command, env, log_dir)
     worker.wait_for_log("ready.")
     return worker

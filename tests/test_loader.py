@@ -1,7 +1,8 @@
-"""The loader's fast path: what the row pattern lets through, and what a run costs to redo.
+"""The loader's fast path: what the row pattern lets through, and how a file lands.
 
-Pure tests of the pattern first (no service), then the two ways a file lands: staged with
-checkpoints, or, for a small append on its first attempt, in one transaction.
+Pure tests of the pattern first (no service); then the two ways a file lands (staged with
+checkpoints, or, for a small append on its first attempt, in one transaction); then the
+express queue, which keeps small imports from waiting behind big ones.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import pytest
 import redis
 
 from server.csvfile.pattern import row_pattern, with_positions
+from server.messaging.topology import EXPRESS_QUEUE, WORK_QUEUE
 from server.progress.events import snapshot_key
+from server.settings import get_settings
 from server.targets import Column
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.support import (
@@ -131,3 +134,23 @@ def test_a_row_only_the_database_refuses_sends_a_one_transaction_load_the_staged
     assert [(r["code"], r["raw"].split(",")[0]) for r in refused] == [("duplicate_key", "500")]
     assert db.value(f"SELECT count(*) FROM {target}") == 1000
     assert "loading it staged instead" in worker.log()
+
+
+def test_a_small_import_does_not_wait_behind_a_big_one(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
+) -> None:
+    workers(queue=WORK_QUEUE, batch_rows=500, one_transaction_max_bytes=0)
+    workers(queue=EXPRESS_QUEUE)
+    big = csv_bytes(CUSTOMER_COLUMNS, customer_rows(240_000))
+    assert len(big) > int(get_settings().express_max_bytes), "the big file must be big"
+    big_id = upload(client, big, table()).json()["id"]
+    wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
+                                (big_id,)), 60, "the big import never started")
+
+    small = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(100)),
+                                        table()).json()["id"])
+
+    assert (small["status"], small["rows_loaded"]) == ("completed", 100)
+    big_job = client.get(f"/imports/{big_id}").json()
+    assert big_job["status"] == "running", "the small one finished while the big one ran"
+    assert wait_for_job(client, big_id, timeout=300)["status"] == "completed"
