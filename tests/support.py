@@ -97,6 +97,10 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dic
     return result
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def upload(client: httpx.Client, content: bytes, target: str, name: str = "data.csv",
            headers: dict[str, str] | None = None, **fields: str) -> httpx.Response:
     return client.post("/imports", files={"file": (name, content, "text/csv")},
