@@ -4,8 +4,8 @@ WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md ./
 COPY server ./server
-RUN pip install --no-cache-dir . && useradd --create-home app && mkdir -p /data/uploads \
-    && chown app /data/uploads
+RUN pip install --no-cache-dir . && useradd --create-home app \
+    && mkdir -p /data/uploads /data/state && chown app /data/uploads /data/state
 USER app
 EXPOSE 8000
 CMD ["uvicorn", "server.api.app:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -2,14 +2,18 @@
 
     python scripts/import_csv.py data.csv --target customers [--mode upsert] [--url URL]
 
-Exit codes: 0 completed, 1 failed or cancelled, 2 the upload was refused or the server is
-unreachable.
+The API key comes from --api-key, else from $CSV_IMPORT_API_KEY, else from var/api-key
+(where `make run` puts the first key of a fresh install).
+
+Exit codes: 0 completed, 1 failed or cancelled, 2 the upload was refused (a missing or
+wrong key too) or the server is unreachable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +33,7 @@ from rich.progress import (
 
 console = Console(stderr=True)
 TERMINAL = ("completed", "failed", "cancelled")
+KEY_FILE = Path("var/api-key")
 
 
 class Reading:
@@ -102,11 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="any other upload field, e.g. --option max_errors=10")
     parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--api-key", default=os.environ.get("CSV_IMPORT_API_KEY"),
+                        help=f"default: $CSV_IMPORT_API_KEY, else the content of {KEY_FILE}")
     args = parser.parse_args(argv)
     fields = {"target": args.target, "mode": args.mode,
               **dict(option.split("=", 1) for option in args.option)}
+    key = args.api_key or (KEY_FILE.read_text().strip() if KEY_FILE.exists() else None)
+    if not key:
+        console.print(f"[red]no API key: pass --api-key, set CSV_IMPORT_API_KEY, or run "
+                      f"`make setup` to have one written to {KEY_FILE}")
+        return 2
+    headers = {"Authorization": f"Bearer {key}"}
     try:
-        with httpx.Client(base_url=args.url, timeout=60) as http:
+        with httpx.Client(base_url=args.url, headers=headers, timeout=60) as http:
             job = upload(http, args.file, fields)
             final = follow(http, job)
     except httpx.TransportError as error:

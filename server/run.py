@@ -40,8 +40,9 @@ def main() -> int:
     print(f"\n  CSV import is starting\n"
           f"  upload page: {settings.base_url}/\n"
           f"  API docs:    {settings.base_url}/docs\n"
-          f"  from a shell: curl -F file=@server/demo/customers.csv -F target=customers "
-          f"{settings.base_url}/imports\n"
+          f"  API key:     {settings.api_key_file} (the upload page asks for it once)\n"
+          f"  from a shell: curl -H \"Authorization: Bearer $(cat {settings.api_key_file})\" "
+          f"-F file=@server/demo/customers.csv -F target=customers {settings.base_url}/imports\n"
           f"  RabbitMQ:    http://127.0.0.1:15672/ (guest/guest)\n", flush=True)
     try:
         while all(child.poll() is None for child in children):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # RabbitMQ closes a channel that holds an unacknowledged delivery for longer than this
 # (its default `consumer_timeout`); a task's hard time limit must stay well below it.
 BROKER_CONSUMER_TIMEOUT_SECONDS = 1800
+# A signing secret shorter than this (a word, a placeholder) could be guessed.
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -25,6 +27,19 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = ""
+
+    # In `production` the API refuses to start without a secret key, and setup never
+    # creates a first API key by itself.
+    environment: Literal["local", "production"] = "local"
+    # Signs the short-lived tokens of event-stream URLs. When empty (local only), a random
+    # one is generated once into `secret_key_file` and read from there by every API process.
+    secret_key: str = ""
+    secret_key_file: Path = Path("var/secret-key")
+    # Where `make setup` writes the first API key of a fresh local install.
+    api_key_file: Path = Path("var/api-key")
+    # Browsers open an event stream without headers: its URL carries a token that opens it
+    # for this long. A stream already open goes on past it.
+    events_token_seconds: int = Field(default=600, gt=0)
 
     # Tables that may be imported into: `table`, `schema.table`, or `schema.*`.
     import_targets: Annotated[list[str], NoDecode] = ["public.customers"]
@@ -97,6 +112,14 @@ class Settings(BaseSettings):
             raise ValueError("segment_seconds must be below soft_time_limit_seconds")
         if not self.retry_delays_seconds:
             raise ValueError("retry_delays_seconds needs at least one delay")
+        return self
+
+    @model_validator(mode="after")
+    def _secret_is_safe(self) -> Settings:
+        if self.secret_key and len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ValueError(f"secret_key must be at least {MIN_SECRET_LENGTH} random "
+                             "characters (python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))')")
         return self
 
     @property

@@ -1,5 +1,6 @@
 """Prepare what the service needs: reachable services, the database, migrations, the
-broker's topology and its management UI. Says what is missing instead of a stack trace.
+broker's topology and its management UI, and, on a fresh local install, the signing secret
+and a first API key. Says what is missing instead of a stack trace.
 
     python -m server.setup
 """
@@ -15,11 +16,17 @@ import urllib.request
 import psycopg2
 import redis
 from kombu import Connection
+from psycopg2 import sql
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from server.jobs.migrate import upgrade
+from server.keys.keys import any_key, create_key
+from server.keys.secret import UnsafeSecret, signing_secret, write_private
 from server.messaging import topology
 from server.settings import Settings, get_settings
+
+FIRST_TENANT = "default"
 
 HOW_TO_START = {
     "PostgreSQL": "start it (e.g. `pg_ctlcluster 15 main start` or `docker compose up -d "
@@ -49,7 +56,7 @@ def ensure_database(settings: Settings) -> None:
     with server.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
         if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{url.database}"')
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
             print(f"created database {url.database}")
     server.close()
 
@@ -101,9 +108,13 @@ def enable_management(management_url: str = "http://127.0.0.1:15672/") -> str:
 def main() -> int:
     settings = get_settings()
     try:
+        signing_secret(settings)
         ensure_database(settings)
         check_redis(settings)
         prepare_broker(settings)
+    except UnsafeSecret as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except Unreachable as error:
         service, where, cause = error.args
         print(f"error: {service} is not reachable at {where}: {cause}\n"
@@ -112,7 +123,29 @@ def main() -> int:
     upgrade(settings.database_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
     print("database migrated, broker topology declared;", enable_management())
+    print(first_key(settings))
     return 0
+
+
+def first_key(settings: Settings) -> str:
+    """A fresh local install gets a key for the tenant `default`, in a file only its owner
+    can read; once any key exists, keys are the operator's to make."""
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.begin() as connection:
+            if settings.environment == "production" or any_key(connection):
+                made = None
+            else:
+                made = create_key(connection, FIRST_TENANT, "made by setup on a fresh install")
+    finally:
+        engine.dispose()
+    path = settings.api_key_file
+    if made is not None:
+        write_private(path, made[1])
+        return f"an API key for tenant {FIRST_TENANT!r} is in {path} (only you can read it)"
+    if path.exists():
+        return f"API key: {path}"
+    return "API keys: make one with `csv-import-keys create --tenant NAME`"
 
 
 if __name__ == "__main__":

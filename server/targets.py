@@ -47,14 +47,22 @@ class Target:
         return next(column for column in self.columns if column.name == name)
 
 
+# PostgreSQL cuts a longer name to this many bytes, which could then name another table.
+MAX_NAME_BYTES = 63
+
+
 def split_name(name: str) -> tuple[str, str]:
     """`table` is `public.table`; `schema.table` stays as it is."""
     parts = name.strip().split(".")
     if len(parts) == 1:
         parts = ["public", parts[0]]
-    if len(parts) != 2 or not all(parts):
+    if len(parts) != 2 or not all(_is_name(part) for part in parts):
         raise UnknownTarget(f"{name!r} is not a table name (use table or schema.table)")
     return parts[0], parts[1]
+
+
+def _is_name(part: str) -> bool:
+    return 0 < len(part.encode(errors="replace")) <= MAX_NAME_BYTES and "\x00" not in part
 
 
 def is_allowed(name: str, allow_list: list[str]) -> bool:

@@ -1,12 +1,14 @@
 """Fixtures for tests against the real PostgreSQL, Redis and RabbitMQ on localhost.
 
 Tests use their own database, RabbitMQ virtual host and Redis database, so they never
-touch what `make run` uses. Each test gets its own target tables and a clean queue.
+touch what `make run` uses. Each test gets its own target tables and a clean queue. The
+API is called with real keys, made by the same code as the operator's command.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from kombu import Connection
+from sqlalchemy import create_engine
 
 from tests.support import (
     CUSTOMERS_DDL,
@@ -22,6 +25,7 @@ from tests.support import (
     TEST_SCHEMA,
     Database,
     Process,
+    bearer,
     free_port,
     start_api,
     start_worker,
@@ -41,11 +45,15 @@ ENV = {
     "API_PORT": str(API_PORT),
     "PUBLISH_SWEEP_SECONDS": "1",
     "PUBLISH_GRACE_SECONDS": "2",
+    "SECRET_KEY": secrets.token_urlsafe(32),
+    # Setup writes a first key here; never over the key of a developer's own install.
+    "API_KEY_FILE": str(ARTIFACTS / "api-key"),
 }
 # Settings are read from the environment: set it before anything imports them.
 os.environ.update(ENV)
 
 from server import setup  # noqa: E402
+from server.keys.keys import create_key  # noqa: E402
 from server.messaging import topology  # noqa: E402
 from server.settings import get_settings  # noqa: E402
 
@@ -85,9 +93,30 @@ def api(api_process: Process) -> str:
     return f"http://127.0.0.1:{API_PORT}"
 
 
+MakeKey = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def make_key(prepared: None) -> MakeKey:
+    """A new API key for a tenant (limited to some targets, if given)."""
+    def make(tenant: str = "tests", targets: list[str] | None = None) -> str:
+        engine = create_engine(ENV["DATABASE_URL"])
+        try:
+            with engine.begin() as connection:
+                return create_key(connection, tenant, "made by a test", targets)[1]
+        finally:
+            engine.dispose()
+    return make
+
+
+@pytest.fixture(scope="session")
+def api_key(make_key: MakeKey) -> str:
+    return make_key("tests")
+
+
 @pytest.fixture
-def client(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=60) as http:
+def client(api: str, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api, headers=bearer(api_key), timeout=60) as http:
         yield http
 
 

@@ -17,6 +17,7 @@ from server.api.options import parse_options
 from server.api.upload import Upload
 from server.db import worker_engine
 from server.jobs.repository import get_job, mark_published
+from server.keys.keys import Tenant
 from server.loading.segment import Outcome, ProgressHook, Segment, load_segment
 from server.settings import get_settings
 from server.storage import LocalStorage
@@ -32,7 +33,8 @@ def load(content: bytes, target: str, on_progress: ProgressHook | None = None,
     storage.commit(key)
     engine = worker_engine(settings)
     try:
-        job = accept(engine, storage, settings, Upload(key, "data.csv", len(content), "-"),
+        job = accept(engine, storage, settings, Tenant("tests"),
+                     Upload(key, "data.csv", len(content), "-"),
                      parse_options({"target": target, **fields}), None)
         with engine.begin() as connection:
             # This process stands in for the broker: the API's sweeper must not publish it.

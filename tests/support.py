@@ -100,6 +100,16 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dic
     return result
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def keys_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """The operator's key command, scripts/api_keys.py."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "api_keys.py"), *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def upload(client: httpx.Client, content: bytes, target: str, name: str = "data.csv",
            headers: dict[str, str] | None = None, **fields: str) -> httpx.Response:
     return client.post("/imports", files={"file": (name, content, "text/csv")},

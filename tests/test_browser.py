@@ -1,5 +1,6 @@
-"""The upload page in a real browser: headless Chromium uploads a file and watches the
-progress bar reach 100%. A screenshot is kept in test-artifacts/."""
+"""The upload page in a real browser: headless Chromium is given an API key, uploads a
+file, watches the progress bar reach 100% and downloads the refused rows. A screenshot is
+kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 
 
 def test_a_file_uploaded_on_the_page_shows_its_progress_to_the_end(
-    api: str, worker: Process, table: MakeTable, tmp_path: Path
+    api: str, api_key: str, worker: Process, table: MakeTable, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -37,6 +38,8 @@ def test_a_file_uploaded_on_the_page_shows_its_progress_to_the_end(
         try:
             page = browser.new_page(viewport={"width": 420, "height": 820})
             page.goto(f"{api}/")
+            page.fill("#api-key", api_key)
+            page.click("#save-key")
             page.wait_for_selector(f"#target option:text-is('{target}')", state="attached")
             page.select_option("#target", target)
             page.set_input_files("#file", str(path))
@@ -50,6 +53,11 @@ def test_a_file_uploaded_on_the_page_shows_its_progress_to_the_end(
                 "Done: 29,999 rows imported, 1 refused.")
             link = page.get_attribute("#refused-link", "href") or ""
             assert link.endswith("/errors?format=csv")
-            assert page.is_visible("#refused-link")
+            with page.expect_download() as download:
+                page.click("#refused-link")
+            refused = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
+            assert len(refused) == 2
+            assert refused[1].startswith("101,user101@example.com,")
+            assert refused[1].endswith("signup_date: '2023-02-30' is not a date (YYYY-MM-DD)")
         finally:
             browser.close()

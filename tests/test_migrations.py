@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from server.jobs.tables import metadata
+from server.keys import tables as key_tables  # noqa: F401 - api_keys joins the metadata
 from tests.conftest import ENV
 
 

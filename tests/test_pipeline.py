@@ -35,7 +35,7 @@ def test_a_100k_row_file_lands_exactly_once(
     accepted = response.json()
     assert accepted["status"] == "queued"
     assert accepted["url"].endswith(f"/imports/{accepted['id']}")
-    assert accepted["events_url"].endswith("/events")
+    assert accepted["events_url"].startswith(f"{accepted['url']}/events?token=")
     assert accepted["errors_url"].endswith("/errors")
 
     job = wait_for_job(client, accepted["id"])

@@ -20,6 +20,7 @@ from tests.support import (
     CUSTOMER_COLUMNS,
     Event,
     Process,
+    bearer,
     csv_bytes,
     customer_rows,
     free_port,
@@ -159,14 +160,15 @@ def _pings(url: str) -> bool:
 
 def test_with_redis_gone_the_import_finishes_and_subscribers_see_the_end(
     private_redis: tuple[str, subprocess.Popen[bytes]], workers: StartWorker,
-    table: MakeTable, log_dir: Path,
+    table: MakeTable, log_dir: Path, api_key: str,
 ) -> None:
     url, server = private_redis
     port = free_port()
     env = dict(os.environ, REDIS_URL=url)
     api = start_api(env, log_dir, port)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(api_key),
+                          timeout=60) as http:
             job = upload(http, csv_bytes(CUSTOMER_COLUMNS, customer_rows(60_000)),
                          table()).json()
             workers(batch_rows=500, redis_url=url)

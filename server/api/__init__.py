@@ -1,1 +1,1 @@
-"""The HTTP API: uploads, jobs, refused rows, targets and health."""
+"""The HTTP API: API keys, uploads, jobs, refused rows, targets and health."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine, Row
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from server.api.errors import ApiError
@@ -18,9 +18,10 @@ from server.csvfile.detect import HEAD_BYTES, EmptyFile, Layout, NotText, detect
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
 from server.csvfile.reader import RecordReader
 from server.jobs import repository
+from server.keys.keys import Tenant
 from server.settings import Settings
 from server.storage import Storage
-from server.targets import UnknownTarget, load_target
+from server.targets import Target, UnknownTarget, load_target
 
 
 class DuplicateKey(Exception):
@@ -28,19 +29,19 @@ class DuplicateKey(Exception):
 
 
 def accept(
-    engine: Engine, storage: Storage, settings: Settings, upload: Upload,
+    engine: Engine, storage: Storage, settings: Settings, tenant: Tenant, upload: Upload,
     options: ImportOptions, idempotency_key: str | None,
 ) -> Row[Any]:
     layout, header, data_offset, data_line = read_header(storage, upload.key, options)
     job_id = uuid.UUID(upload.key.removesuffix(".csv"))
     try:
         with engine.begin() as connection:
-            target = load_target(connection, options.target, settings.import_targets)
+            target = _load_target(connection, tenant, options.target, settings)
             column_map = match_header(header, target, options.mapping)
             keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
             repository.insert_job(connection, _job_values(
-                job_id, upload, options, target.name, layout, header, column_map, keys,
-                data_offset, data_line, idempotency_key))
+                job_id, tenant, upload, options, target.name, layout, header, column_map,
+                keys, data_offset, data_line, idempotency_key))
             job = repository.get_job(connection, job_id)
     except UnknownTarget as error:
         raise ApiError(422, "unknown_target", str(error), target=options.target) from None
@@ -52,6 +53,14 @@ def accept(
         raise
     assert job is not None
     return job
+
+
+def _load_target(connection: Connection, tenant: Tenant, name: str, settings: Settings) -> Target:
+    """A target the operator allows and the tenant may use; the same refusal for both, so
+    that a tenant learns nothing of the tables kept from it."""
+    if not tenant.allows(name):
+        raise UnknownTarget(f"{name!r} is not a table that imports are allowed into")
+    return load_target(connection, name, settings.import_targets)
 
 
 def read_header(
@@ -77,13 +86,15 @@ def read_header(
 
 
 def _job_values(
-    job_id: uuid.UUID, upload: Upload, options: ImportOptions, target: str, layout: Layout,
-    header: list[str], column_map: ColumnMap, keys: list[str], data_offset: int, data_line: int,
-    idempotency_key: str | None,
+    job_id: uuid.UUID, tenant: Tenant, upload: Upload, options: ImportOptions, target: str,
+    layout: Layout, header: list[str], column_map: ColumnMap, keys: list[str], data_offset: int,
+    data_line: int, idempotency_key: str | None,
 ) -> dict[str, Any]:
     return {
-        "id": job_id, "target": target, "mode": options.mode, "key_columns": keys,
-        "file_key": upload.key, "file_name": upload.filename[:255], "bytes_total": upload.size,
+        "id": job_id, "tenant": tenant.name, "target": target, "mode": options.mode,
+        "key_columns": keys, "file_key": upload.key,
+        # The name is only shown back; PostgreSQL text cannot hold NUL.
+        "file_name": upload.filename[:255].replace("\x00", "\ufffd"), "bytes_total": upload.size,
         "sha256": upload.sha256, "encoding": layout.encoding, "delimiter": layout.delimiter,
         "line_terminator": layout.terminator, "header": header,
         "column_map": column_map.columns, "extra_columns": column_map.extra,

@@ -13,6 +13,7 @@ from kombu import Connection
 from server.api import errors, imports, metrics, operations, sweeper
 from server.api.deps import Services
 from server.db import api_engine
+from server.keys.secret import signing_secret
 from server.messaging import topology
 from server.settings import Settings, get_settings
 from server.storage import LocalStorage
@@ -20,7 +21,8 @@ from server.work.celery_app import app as celery_app
 
 
 def make_services(settings: Settings) -> Services:
-    return Services(settings, api_engine(settings), LocalStorage(settings.upload_dir), celery_app)
+    return Services(settings, api_engine(settings), LocalStorage(settings.upload_dir), celery_app,
+                    signing_secret(settings))
 
 
 @contextlib.asynccontextmanager

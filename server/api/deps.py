@@ -19,6 +19,7 @@ class Services:
     engine: Engine
     storage: Storage
     celery: Celery
+    secret: bytes  # signs the tokens of event-stream URLs
 
 
 def services(request: Request) -> Services:

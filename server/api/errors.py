@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,16 +11,25 @@ from fastapi.responses import JSONResponse
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.body = {"code": code, "message": message, **extra}
+        self.headers = headers
+
+
+def job_not_found(job_id: uuid.UUID) -> ApiError:
+    """The one answer for a job that is missing, another tenant's, or not opened by a token:
+    nobody can tell these apart, so nobody can probe for ids."""
+    return ApiError(404, "job_not_found", f"no import with id {job_id}")
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse({"error": error.body}, status_code=error.status)
+        return JSONResponse({"error": error.body}, status_code=error.status,
+                            headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -14,11 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from server.api import upload
 from server.api.accept import DuplicateKey, accept
+from server.api.auth import EventsTenantDep, TenantDep, events_token
 from server.api.deps import Services, ServicesDep
-from server.api.errors import ApiError
-from server.api.options import parse_options
+from server.api.errors import job_not_found
+from server.api.options import UPLOAD_FORM, parse_options
 from server.api.views import job_view, refused_csv, refused_view
 from server.jobs import repository
+from server.keys.keys import Tenant
 from server.messaging.publish import publish_job
 from server.progress.events import event_fields
 from server.progress.reader import follow
@@ -28,32 +30,38 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/imports", tags=["imports"])
 
 PING_SECONDS = 15
+# Beyond any real file or listing, and within PostgreSQL's bigint.
+LARGEST = 2**62
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-@router.post("", status_code=202, summary="Upload a CSV file and start importing it")
+@router.post("", status_code=202, summary="Upload a CSV file and start importing it",
+             openapi_extra={"requestBody": UPLOAD_FORM})
 async def create_import(
-    request: Request, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    request: Request, services: ServicesDep, tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    if idempotency_key and (first := await _by_key(services, idempotency_key)) is not None:
-        return _accepted(first, request, replayed=True)
+    idempotency_key = idempotency_key or None
+    if idempotency_key and (first := await _by_key(services, tenant, idempotency_key)):
+        return _accepted(first, request, services, replayed=True)
     key = f"{uuid.uuid4()}.csv"
     received = await upload.receive(request, services.storage, key,
                                     services.settings.max_upload_bytes)
     try:
         options = parse_options(received.fields)
         job = await run_in_threadpool(accept, services.engine, services.storage,
-                                      services.settings, received, options, idempotency_key)
+                                      services.settings, tenant, received, options,
+                                      idempotency_key)
     except DuplicateKey:
         services.storage.delete(key)
-        first = await _by_key(services, idempotency_key or "")
+        first = await _by_key(services, tenant, idempotency_key or "")
         assert first is not None
-        return _accepted(first, request, replayed=True)
+        return _accepted(first, request, services, replayed=True)
     except BaseException:
         services.storage.delete(key)
         raise
     await run_in_threadpool(publish_now, services, job.id, job.bytes_total)
-    return _accepted(job, request, replayed=False)
+    return _accepted(job, request, services, replayed=False)
 
 
 def publish_now(services: Services, job_id: uuid.UUID, size: int) -> None:
@@ -67,15 +75,20 @@ def publish_now(services: Services, job_id: uuid.UUID, size: int) -> None:
         repository.mark_published(connection, job_id)
 
 
-async def _by_key(services: Services, key: str) -> Row[Any] | None:
+async def _by_key(services: Services, tenant: Tenant, key: str) -> Row[Any] | None:
     def find() -> Row[Any] | None:
         with services.engine.connect() as connection:
-            return repository.job_by_idempotency_key(connection, key)
+            return repository.job_by_idempotency_key(connection, tenant.name, key)
     return await run_in_threadpool(find)
 
 
-def _accepted(job: Row[Any], request: Request, replayed: bool) -> JSONResponse:
-    body = job_view(job, request)
+def _view(job: Row[Any], request: Request, services: Services) -> dict[str, Any]:
+    return job_view(job, request, events_token(services, job))
+
+
+def _accepted(job: Row[Any], request: Request, services: Services,
+              replayed: bool) -> JSONResponse:
+    body = _view(job, request, services)
     headers = {"Location": body["url"]}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -84,24 +97,29 @@ def _accepted(job: Row[Any], request: Request, replayed: bool) -> JSONResponse:
 
 @router.get("", summary="Recent imports, newest first")
 def list_imports(
-    request: Request, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request, services: ServicesDep, tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=LARGEST)] = 0,
 ) -> dict[str, Any]:
     with services.engine.connect() as connection:
-        jobs = repository.list_jobs(connection, limit + 1, offset)
+        jobs = repository.list_jobs(connection, tenant.name, limit + 1, offset)
     more = len(jobs) > limit
     next_url = str(request.url.include_query_params(offset=offset + limit)) if more else None
-    return {"items": [job_view(job, request) for job in jobs[:limit]], "next": next_url}
+    return {"items": [_view(job, request, services) for job in jobs[:limit]], "next": next_url}
 
 
 @router.get("/{job_id}", summary="One import: status, counts, checkpoints, error")
-def get_import(job_id: uuid.UUID, request: Request, services: ServicesDep) -> dict[str, Any]:
-    return job_view(_job(services, job_id), request)
+def get_import(
+    job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    return _view(_job(services, tenant, job_id), request, services)
 
 
 @router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running import")
-def cancel_import(job_id: uuid.UUID, request: Request, services: ServicesDep) -> dict[str, Any]:
-    _job(services, job_id)
+def cancel_import(
+    job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
+) -> dict[str, Any]:
+    _job(services, tenant, job_id)
     with services.engine.begin() as connection:
         job = repository.request_cancel(connection, job_id)
     assert job is not None
@@ -110,19 +128,19 @@ def cancel_import(job_id: uuid.UUID, request: Request, services: ServicesDep) ->
         writer = ProgressWriter(services.settings.redis_url)
         writer.write(job.id, event_fields(job))
         writer.close()
-    return job_view(job, request)
+    return _view(job, request, services)
 
 
-@router.get("/{job_id}/events", summary="Live progress as Server-Sent Events",
-            response_model=None)
+@router.get("/{job_id}/events", summary="Live progress as Server-Sent Events (with an API "
+            "key, or with the token of the job's `events_url`)", response_model=None)
 async def import_events(
-    job_id: uuid.UUID, services: ServicesDep,
+    job_id: uuid.UUID, services: ServicesDep, tenant: EventsTenantDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
-    await run_in_threadpool(_job, services, job_id)
+    await run_in_threadpool(_job, services, tenant, job_id)
 
     async def load_job() -> Row[Any]:
-        return await run_in_threadpool(_job, services, job_id)
+        return await run_in_threadpool(_job, services, tenant, job_id)
 
     events = follow(job_id, last_event_id, services.settings.redis_url, load_job)
     # Proxies must not buffer the stream (and it is never gzipped).
@@ -133,12 +151,12 @@ async def import_events(
 @router.get("/{job_id}/errors", summary="Refused rows: JSON pages, or CSV with Accept: text/csv "
             "(or ?format=csv, for links)", response_model=None)
 def refused_rows(
-    job_id: uuid.UUID, request: Request, services: ServicesDep,
-    after_line: Annotated[int, Query(ge=0)] = 0,
+    job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep,
+    after_line: Annotated[int, Query(ge=0, le=LARGEST)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     format: Annotated[str | None, Query(pattern="^(csv|json)$")] = None,
 ) -> dict[str, Any] | StreamingResponse:
-    job = _job(services, job_id)
+    job = _job(services, tenant, job_id)
     if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
         return StreamingResponse(
             _csv_stream(services, job), media_type="text/csv; charset=utf-8",
@@ -155,9 +173,9 @@ def _csv_stream(services: Services, job: Row[Any]) -> Any:
         yield from refused_csv(job, repository.iter_refused(connection, job.id))
 
 
-def _job(services: Services, job_id: uuid.UUID) -> Row[Any]:
+def _job(services: Services, tenant: Tenant, job_id: uuid.UUID) -> Row[Any]:
     with services.engine.connect() as connection:
-        job = repository.get_job(connection, job_id)
+        job = repository.tenant_job(connection, tenant.name, job_id)
     if job is None:
-        raise ApiError(404, "job_not_found", f"no import with id {job_id}")
+        raise job_not_found(job_id)
     return job

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from kombu import Connection
 from sqlalchemy import text
 
+from server.api.auth import TenantDep
 from server.api.deps import ServicesDep
 from server.settings import Settings
 from server.targets import Target, UnknownTarget, load_target, split_name
@@ -63,9 +64,10 @@ def _rabbitmq(services: ServicesDep) -> None:
 
 
 @router.get("/targets", summary="Tables that imports are allowed into, with their columns")
-def targets(services: ServicesDep) -> dict[str, Any]:
+def targets(services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
     with services.engine.connect() as connection:
-        names = allowed_tables(connection, services.settings)
+        names = [name for name in allowed_tables(connection, services.settings)
+                 if tenant.allows(name)]
         found = []
         for name in names:
             try:

@@ -12,6 +12,24 @@ from server.csvfile.detect import DELIMITERS, ENCODINGS
 
 _DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 
+# The upload as the OpenAPI schema shows it (the route streams the body itself).
+UPLOAD_FORM = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "required": ["file", "target"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the CSV file"},
+        "target": {"type": "string", "description": "`table` or `schema.table`"},
+        "mode": {"type": "string", "enum": ["append", "upsert"]},
+        "key": {"type": "string", "description": "upsert: a unique constraint's name"},
+        "encoding": {"type": "string", "enum": list(ENCODINGS)},
+        "delimiter": {"type": "string", "enum": [",", ";", "tab", "|"]},
+        "mapping": {"type": "string", "description": "JSON object: CSV header → column"},
+        "null_markers": {"type": "string", "description": "comma-separated"},
+        "max_errors": {"type": "integer", "minimum": 0},
+        "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}}}}
+
 
 class ImportOptions(BaseModel):
     target: str = Field(min_length=1, max_length=200)
@@ -70,6 +88,8 @@ def parse_options(fields: dict[str, str]) -> ImportOptions:
     if "target" not in fields:
         raise ApiError(422, "missing_target", "the upload has no `target` field naming the "
                        "table to import into")
+    if nul := [name for name, value in fields.items() if "\x00" in value]:
+        raise ApiError(422, "invalid_option", f"{', '.join(nul)}: NUL bytes are not allowed")
     try:
         return ImportOptions.model_validate({k: v for k, v in fields.items() if v != ""
                                              or k == "null_markers"})

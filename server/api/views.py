@@ -15,7 +15,8 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def job_view(job: Row[Any], request: Request) -> dict[str, Any]:
+def job_view(job: Row[Any], request: Request, events_token: str) -> dict[str, Any]:
+    """The job, and the URLs to follow it; its event stream's URL opens with no key."""
     url = str(request.url_for("get_import", job_id=str(job.id)))
     return {
         "id": str(job.id),
@@ -38,7 +39,7 @@ def job_view(job: Row[Any], request: Request) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "url": url,
-        "events_url": f"{url}/events",
+        "events_url": f"{url}/events?token={events_token}",
         "errors_url": f"{url}/errors",
     }
 

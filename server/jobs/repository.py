@@ -19,13 +19,22 @@ def get_job(connection: Connection, job_id: uuid.UUID) -> Row[Any] | None:
     return connection.execute(select(import_jobs).where(import_jobs.c.id == job_id)).first()
 
 
-def job_by_idempotency_key(connection: Connection, key: str) -> Row[Any] | None:
-    query = select(import_jobs).where(import_jobs.c.idempotency_key == key)
+def tenant_job(connection: Connection, tenant: str, job_id: uuid.UUID) -> Row[Any] | None:
+    """A job as its tenant sees it: another tenant's job is not there at all."""
+    query = select(import_jobs).where(import_jobs.c.id == job_id,
+                                      import_jobs.c.tenant == tenant)
     return connection.execute(query).first()
 
 
-def list_jobs(connection: Connection, limit: int, offset: int) -> Sequence[Row[Any]]:
-    query = (select(import_jobs).order_by(import_jobs.c.created_at.desc(), import_jobs.c.id)
+def job_by_idempotency_key(connection: Connection, tenant: str, key: str) -> Row[Any] | None:
+    query = select(import_jobs).where(import_jobs.c.tenant == tenant,
+                                      import_jobs.c.idempotency_key == key)
+    return connection.execute(query).first()
+
+
+def list_jobs(connection: Connection, tenant: str, limit: int, offset: int) -> Sequence[Row[Any]]:
+    query = (select(import_jobs).where(import_jobs.c.tenant == tenant)
+             .order_by(import_jobs.c.created_at.desc(), import_jobs.c.id)
              .limit(limit).offset(offset))
     return connection.execute(query).all()
 

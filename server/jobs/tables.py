@@ -30,6 +30,7 @@ import_jobs = Table(
     "import_jobs",
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant", Text, nullable=False),
     Column("target", Text, nullable=False),
     Column("mode", Text, nullable=False),
     Column("key_columns", JSONB, nullable=False),
@@ -45,7 +46,7 @@ import_jobs = Table(
     Column("column_map", JSONB, nullable=False),
     Column("extra_columns", JSONB, nullable=False),
     Column("options", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    Column("idempotency_key", Text, unique=True),
+    Column("idempotency_key", Text),
     Column("checkpoint_offset", BigInteger, nullable=False, server_default=text("0")),
     Column("checkpoint_line", BigInteger, nullable=False, server_default=text("2")),
     Column("rows_loaded", BigInteger, nullable=False, server_default=text("0")),
@@ -63,8 +64,9 @@ import_jobs = Table(
     Column("cleaned_at", DateTime(timezone=True)),
     CheckConstraint(f"status IN {STATUSES}", name="import_jobs_status_check"),
     CheckConstraint("mode IN ('append', 'upsert')", name="import_jobs_mode_check"),
+    UniqueConstraint("tenant", "idempotency_key", name="import_jobs_tenant_idempotency_key_key"),
 )
-Index("import_jobs_created_at_idx", import_jobs.c.created_at.desc())
+Index("import_jobs_tenant_created_at_idx", import_jobs.c.tenant, import_jobs.c.created_at.desc())
 Index("import_jobs_unpublished_idx", import_jobs.c.created_at,
       postgresql_where=text("published_at IS NULL AND status = 'queued'"))
 Index("import_jobs_uncleaned_idx", import_jobs.c.finished_at,

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from server.jobs.tables import metadata
+from server.keys import tables as key_tables  # noqa: F401 - api_keys joins the same metadata
 from server.settings import get_settings
 
 
