@@ -37,7 +37,9 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchdata
+from sqlalchemy import create_engine
 
+from server.keys.keys import create_key
 from server.run import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,6 +154,15 @@ def prepare() -> None:
     for table in ("baseline", "pipeline", "small"):
         sql(f"DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} "
             f"{benchdata.TABLE_DDL}")
+
+
+def api_key() -> str:
+    engine = create_engine(ENV["DATABASE_URL"])
+    try:
+        with engine.begin() as connection:
+            return create_key(connection, "bench", "benchmark", None)[1]
+    finally:
+        engine.dispose()
 
 
 def psql_copy(path: Path) -> float:
@@ -284,8 +295,9 @@ def main() -> int:
     args = parser.parse_args()
     prepare()
     report: dict[str, Any] = {}
+    headers = {"Authorization": f"Bearer {api_key()}"}
     with services() as running, httpx.Client(base_url=f"http://127.0.0.1:{PORT}",
-                                             timeout=600) as http:
+                                             headers=headers, timeout=600) as http:
         if args.upload_only:
             report["upload"] = upload_only(http, running, args.upload_only)
         elif args.small_during:
