@@ -258,10 +258,12 @@ class _Runner:
                  result.rows, refused)
 
     def _complete(self, cursor: Any, published: int, loaded: int, refused: int) -> None:
+        # clock_timestamp(), not now(): the transaction may have begun long ago (a load in
+        # one transaction, a long publish).
         cursor.execute(
             "UPDATE import_jobs SET status = 'completed', rows_published = %s, rows_loaded = %s, "
-            "rows_refused = %s, checkpoint_offset = bytes_total, finished_at = now(), "
-            "updated_at = now() WHERE id = %s",
+            "rows_refused = %s, checkpoint_offset = bytes_total, finished_at = clock_timestamp(), "
+            "updated_at = clock_timestamp() WHERE id = %s",
             (published, loaded, refused, self.job_id))
         staging.drop(cursor, self.job_id)
         self._end_segment("completed")
@@ -283,7 +285,7 @@ class _Runner:
 
     def _end_segment(self, outcome: str) -> None:
         self.connection.execute(text(
-            "UPDATE import_segments s SET outcome = :outcome, finished_at = now(), "
+            "UPDATE import_segments s SET outcome = :outcome, finished_at = clock_timestamp(), "
             "end_line = j.checkpoint_line, end_offset = j.checkpoint_offset "
             "FROM import_jobs j WHERE j.id = s.job_id AND s.id = :id"),
             {"outcome": outcome, "id": self.segment_id})
