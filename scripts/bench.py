@@ -8,9 +8,9 @@
 
 Each run times the baseline (`psql \\copy` into an identical table with its primary key)
 and then the whole pipeline on the same file: from the first byte of the HTTP upload to the
-final server-sent event, with the API and a worker running as in production, in the default
-atomic mode with full validation. Both tables must then hold the same rows. Peak memory
-(RSS) of the API and of the busiest worker process is sampled all along.
+final server-sent event, with the API and the workers running as `make run` starts them, in
+the default atomic mode with full validation. Both tables must then hold the same rows.
+Peak memory (RSS) of the API and of the busiest worker process is sampled all along.
 
 Everything runs in its own database, RabbitMQ virtual host and Redis database (see ENV), on
 the PostgreSQL, Redis and RabbitMQ of `make run`; generated files are kept in var/bench.
@@ -110,9 +110,9 @@ def rss_mb(pid: int) -> float:
 
 
 class PeakMemory:
-    """The highest RSS of any one process of each service, sampled every 20 ms."""
+    """The highest RSS of any one process of each group of services, sampled every 20 ms."""
 
-    def __init__(self, services: dict[str, Service]) -> None:
+    def __init__(self, services: dict[str, list[Service]]) -> None:
         self.services = services
         self.peak = dict.fromkeys(services, 0.0)
         self._stop = threading.Event()
@@ -120,8 +120,8 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            for name, service in self.services.items():
-                for pid in service.pids():
+            for name, group in self.services.items():
+                for pid in (pid for service in group for pid in service.pids()):
                     self.peak[name] = max(self.peak[name], rss_mb(pid))
 
     def __enter__(self) -> PeakMemory:
@@ -234,9 +234,11 @@ def services() -> Iterator[dict[str, Service]]:
                   "Uvicorn running")
     try:
         worker = Service("worker", worker_command(), "ready.")
+        express = Service("express", worker_command(concurrency=1, express=True), "ready.")
         try:
-            yield {"api": api, "worker": worker}
+            yield {"api": api, "worker": worker, "express": express}
         finally:
+            express.stop()
             worker.stop()
     finally:
         api.stop()
@@ -245,7 +247,8 @@ def services() -> Iterator[dict[str, Service]]:
 def measure(http: httpx.Client, running: dict[str, Service], rows: int, runs: int) -> Figures:
     path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
     samples: list[tuple[float, float]] = []
-    with PeakMemory(running) as memory:
+    workers = [running["worker"], running["express"]]
+    with PeakMemory({"api": [running["api"]], "worker": workers}) as memory:
         for run in range(1, runs + 1):
             baseline = psql_copy(path)
             ours, parts = pipeline(http, path)
@@ -285,7 +288,7 @@ def upload_only(http: httpx.Client, running: dict[str, Service], rows: int) -> d
     """API memory while it receives a big file (the job is cancelled right after)."""
     path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
     before = rss_mb(running["api"].process.pid)
-    with PeakMemory({"api": running["api"]}) as memory:
+    with PeakMemory({"api": [running["api"]]}) as memory:
         start = time.perf_counter()
         job = upload(http, path, "bench.pipeline")
         seconds = time.perf_counter() - start

@@ -52,8 +52,10 @@ class Settings(BaseSettings):
     segment_seconds: float = Field(default=60.0, gt=0)
     # An append of a file up to this size goes straight into the target in one transaction
     # on its first attempt: PostgreSQL writes each row once instead of twice (staging, then
-    # the target). It has no checkpoints; if that attempt dies, the next one stages.
-    one_transaction_max_bytes: int = Field(default=256 * 1024**2, ge=0)
+    # the target). It has no checkpoints and does not pause: if that attempt dies or runs
+    # into the soft time limit, the next one stages. 1 GiB loads in about a minute, far
+    # below the soft time limit.
+    one_transaction_max_bytes: int = Field(default=1024**3, ge=0)
     # A new job whose file is at most this size goes to the express queue, which a worker
     # process of its own serves: small imports never wait behind big ones.
     express_max_bytes: int = Field(default=16 * 1024**2, ge=0)
