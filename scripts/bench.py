@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,8 @@ def sql(statement: str, database: str = DSN) -> list[tuple[Any, ...]]:
 
 
 def prepare() -> None:
+    # Uploads of earlier runs (kept for replays in a real deployment) only fill the disk here.
+    shutil.rmtree(WORK / "uploads", ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)
     setup = subprocess.run([sys.executable, "-m", "server.setup"], env={**os.environ, **ENV},
                            cwd=ROOT, capture_output=True, text=True, check=False)
