@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # RabbitMQ closes a channel that holds an unacknowledged delivery for longer than this
 # (its default `consumer_timeout`); a task's hard time limit must stay well below it.
 BROKER_CONSUMER_TIMEOUT_SECONDS = 1800
+
+# Where a test may make a process kill itself (see server/crash.py).
+CrashPoint = Literal["after_commit"]
 
 
 class Settings(BaseSettings):
@@ -58,6 +61,9 @@ class Settings(BaseSettings):
     housekeeping_seconds: float = 300.0
     retention_seconds: int = 7 * 24 * 3600
     record_retention_seconds: int = 90 * 24 * 3600
+
+    # Test seam, never set in production: the process kills itself at this point.
+    crash_at: CrashPoint | None = None
 
     @field_validator("import_targets", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from server.api.errors import ApiError
 from server.api.options import ImportOptions
 from server.api.upload import Upload
+from server.crash import crash_point
 from server.csvfile.detect import HEAD_BYTES, EmptyFile, Layout, NotText, detect_layout
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
 from server.csvfile.reader import RecordReader
@@ -50,6 +51,7 @@ def accept(
         if idempotency_key and "idempotency_key" in str(error.orig):
             raise DuplicateKey from None
         raise
+    crash_point(settings, "after_commit")
     assert job is not None
     return job
 

@@ -1,0 +1,86 @@
+"""Redis stopped and started during an import: the import goes on without it, and its
+progress comes back to Redis once Redis is back."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from server.progress.events import snapshot_key, stream_key
+from tests.conftest import MakeTable, StartWorker
+from tests.faults import stack
+from tests.faults.figures import NO_KEY_DDL, Figures
+from tests.faults.services import PrivateRedis
+from tests.support import (
+    CUSTOMER_COLUMNS,
+    Database,
+    csv_bytes,
+    customer_rows,
+    parse_events,
+    upload,
+    wait_for_job,
+    wait_until,
+)
+
+pytestmark = pytest.mark.faults
+
+ROWS = 150_000
+RESTARTS = 2
+
+
+def latest_event(server: PrivateRedis, job_id: str) -> dict[str, object] | None:
+    client = redis.Redis.from_url(server.url, socket_timeout=1)
+    try:
+        entries = client.xrevrange(stream_key(uuid.UUID(job_id)), count=1)
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return json.loads(entries[0][1][b"data"]) if entries else None
+
+
+def rows_loaded(db: Database, job_id: str) -> int:
+    loaded: int = db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,))
+    return loaded
+
+
+def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resumes(
+    private_redis: PrivateRedis, workers: StartWorker, table: MakeTable, db: Database,
+    log_dir: Path, figures: Figures,
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
+    target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
+    env = dict(os.environ, REDIS_URL=private_redis.url)
+    with stack.api(env, log_dir) as base, httpx.Client(base_url=base, timeout=60) as http:
+        job_id = upload(http, content, target).json()["id"]
+        workers(batch_rows=200, redis_url=private_redis.url)
+        for _ in range(RESTARTS):
+            wait_until(lambda: latest_event(private_redis, job_id), 60, "no progress in Redis")
+            private_redis.stop()
+            at_stop = rows_loaded(db, job_id)
+            wait_until(lambda: rows_loaded(db, job_id) > at_stop + 5000, 60,  # noqa: B023
+                       "the import stopped with Redis")
+            assert rows_loaded(db, job_id) < ROWS, "the import ended too soon: a larger file"
+            # Without Redis, a subscriber follows the job row.
+            with http.stream("GET", f"/imports/{job_id}/events") as response:
+                first = next(parse_events(response.iter_lines()))
+            assert first.data["rows_loaded"] >= at_stop
+            private_redis.start()
+            at_start = rows_loaded(db, job_id)
+            resumed = wait_until(lambda: (e := latest_event(private_redis, job_id)) and  # noqa: B023
+                                 e["rows_loaded"] > at_start and e, 60, "progress did not resume")  # noqa: B023
+            assert resumed["status"] in ("running", "completed")
+        final = wait_for_job(http, job_id, timeout=180)
+        events = list(parse_events(http.get(f"/imports/{job_id}/events").iter_lines()))
+    assert final["status"] == "completed", final
+    assert (final["rows_loaded"], final["rows_refused"]) == (ROWS, 0)
+    figures.check_exact(db, target, reference)
+    assert [(e.kind, e.data["rows_loaded"]) for e in events][-1] == ("completed", ROWS)
+    assert redis.Redis.from_url(private_redis.url).exists(snapshot_key(uuid.UUID(job_id)))
+    figures.add(redis_restarts=RESTARTS)

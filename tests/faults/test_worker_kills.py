@@ -1,0 +1,75 @@
+"""Workers killed with SIGKILL at random moments, again and again, within one import."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import MakeTable, StartWorker
+from tests.faults.figures import NO_KEY_DDL, Figures
+from tests.support import (
+    CUSTOMER_COLUMNS,
+    FINISHED,
+    Database,
+    csv_bytes,
+    customer_rows,
+    upload,
+    wait_for_job,
+    wait_until,
+)
+
+pytestmark = pytest.mark.faults
+
+KILLS = 12
+ROWS = 200_000
+# Many small commits and short segments: a kill lands between commits, inside a batch's
+# COPY, inside a checkpoint, inside a continuation's publish, or inside the final publish.
+SMALL = {"batch_rows": 100, "segment_seconds": 0.2}
+
+
+def paused_segments(db: Database, job_id: str) -> tuple[str, int]:
+    """The job's status, and how many of its segments ended by handing the job on."""
+    found: tuple[str, int] = db.rows(
+        "SELECT status, (SELECT count(*) FROM import_segments s WHERE s.job_id = j.id "
+        "AND s.outcome = 'paused') FROM import_jobs j WHERE id = %s", (job_id,))[0]
+    return found
+
+
+def handed_on(db: Database, job_id: str, before: int) -> str | None:
+    """The job's status once a segment more has ended, or the job has."""
+    status, paused = paused_segments(db, job_id)
+    return status if paused > before or status in FINISHED else None
+
+
+def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_nothing(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    rng: random.Random, figures: Figures,
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
+    target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
+    job_id = upload(client, content, target).json()["id"]
+
+    for kills in range(KILLS):
+        _, before = paused_segments(db, job_id)
+        worker = workers(**SMALL)
+        # Once this worker has handed a segment on, the message it was given is acked: no
+        # message is redelivered so often that the broker dead-letters it.
+        status = wait_until(lambda: handed_on(db, job_id, before), 60,  # noqa: B023
+                            "no segment ended")
+        assert status not in FINISHED, (f"the import ended after {kills} kills: make the "
+                                        f"file larger (seed {figures.seed})")
+        time.sleep(rng.uniform(0, 0.6))
+        worker.kill(signal.SIGKILL)
+        if paused_segments(db, job_id)[0] != "completed":
+            assert db.value(f"SELECT count(*) FROM {target}") == 0, "the target waits for the end"
+
+    workers(batch_rows=2000)
+    final = wait_for_job(client, job_id, timeout=180)
+    assert final["status"] == "completed", final
+    assert (final["rows_loaded"], final["rows_refused"]) == (ROWS, 0)
+    figures.check_exact(db, target, reference)
+    figures.add(worker_kills=KILLS)
