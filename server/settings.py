@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     hard_time_limit_seconds: int = 360
     # A stuck statement returns before the soft time limit fires.
     statement_timeout_seconds: int = 240
+    # How long a worker waits for a job that another worker holds before it leaves it to
+    # that worker (a killed worker's lock takes a moment to be released).
+    lock_wait_seconds: float = Field(default=10.0, ge=0)
 
     # Broker: how long a job may wait for a worker before it is dead-lettered, how many
     # times one delivery may be redelivered (crashed workers) before it is, and the

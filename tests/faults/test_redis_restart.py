@@ -45,6 +45,12 @@ def latest_event(server: PrivateRedis, job_id: str) -> dict[str, object] | None:
     return json.loads(entries[0][1][b"data"]) if entries else None
 
 
+def newer_event(server: PrivateRedis, job_id: str, rows: int) -> dict[str, object] | None:
+    """The job's latest event in Redis, once it counts more rows than `rows`."""
+    event = latest_event(server, job_id)
+    return event if event and int(str(event["rows_loaded"])) > rows else None
+
+
 def rows_loaded(db: Database, job_id: str) -> int:
     loaded: int = db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,))
     return loaded
@@ -73,8 +79,8 @@ def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resu
             assert first.data["rows_loaded"] >= at_stop
             private_redis.start()
             at_start = rows_loaded(db, job_id)
-            resumed = wait_until(lambda: (e := latest_event(private_redis, job_id)) and  # noqa: B023
-                                 e["rows_loaded"] > at_start and e, 60, "progress did not resume")  # noqa: B023
+            resumed = wait_until(lambda: newer_event(private_redis, job_id, at_start),  # noqa: B023
+                                 60, "progress did not come back to Redis")
             assert resumed["status"] in ("running", "completed")
         final = wait_for_job(http, job_id, timeout=180)
         events = list(parse_events(http.get(f"/imports/{job_id}/events").iter_lines()))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 import signal
 import time
+import uuid
 
 import httpx
 import pytest
 
-from tests.conftest import MakeTable, StartWorker
+from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.support import (
     CUSTOMER_COLUMNS,
@@ -73,3 +74,37 @@ def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_no
     assert (final["rows_loaded"], final["rows_refused"]) == (ROWS, 0)
     figures.check_exact(db, target, reference)
     figures.add(worker_kills=KILLS)
+
+
+def test_a_worker_killed_inside_a_long_statement_leaves_its_job_to_the_next_worker(
+    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    figures: Figures,
+) -> None:
+    """The broker gives a dead worker's job to another worker at once, while PostgreSQL may
+    still be running the dead worker's last statement and so still holds the job's lock."""
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(20_000))
+    target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
+    application = f"faults-{uuid.uuid4().hex[:8]}"
+    holder = db.connect()
+    holder.autocommit = False
+    # The final publish into the target waits for this lock: a statement that lasts.
+    holder.cursor().execute(f"LOCK TABLE {target} IN SHARE MODE")
+    try:
+        job_id = upload(client, content, target).json()["id"]
+        first = workers(database_url=f"{ENV['DATABASE_URL']}?application_name={application}")
+        wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity WHERE "
+                                    "application_name = %s AND wait_event_type = 'Lock'",
+                                    (application,)), 60, "the final publish never waited")
+        # The next worker waits for the job's lock for less time than the statement lasts:
+        # PostgreSQL must notice that the dead worker is gone and let the lock go.
+        workers(lock_wait_seconds=3)
+        first.kill(signal.SIGKILL)
+        time.sleep(6)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    final = wait_for_job(client, job_id, timeout=60)
+    assert (final["status"], final["rows_loaded"]) == ("completed", 20_000), final
+    figures.check_exact(db, target, reference)
+    figures.add(worker_kills=1)
