@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Tables that may be imported into: `table`, `schema.table`, or `schema.*`.
     import_targets: Annotated[list[str], NoDecode] = ["public.customers"]
     max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
+    # An upload that sends nothing for this long is given up on (408).
+    upload_idle_seconds: float = Field(default=60.0, gt=0)
 
     # Loading: rows per committed batch, and how long one task may load before it hands
     # the job on to a continuation message (keeps every delivery far from the broker's

@@ -6,7 +6,10 @@ UPLOAD_DIR."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import socket
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +21,18 @@ from kombu import Connection
 
 from server.csvfile.detect import Layout
 from server.csvfile.reader import RecordReader
-from tests.conftest import MakeTable
+from tests.conftest import ARTIFACTS, ENV, MakeTable
 from tests.support import (
+    CUSTOMER_COLUMNS,
     Database,
     Process,
     csv_bytes,
+    customer_rows,
     free_port,
     start_api,
     upload,
     wait_for_job,
+    wait_until,
 )
 from tests.test_api import state
 
@@ -34,6 +40,7 @@ GIB = 1 << 30
 MIB = 1 << 20
 IDLE_SECONDS = 2
 NAMES = "(id int, name text)"
+GOOD = csv_bytes(CUSTOMER_COLUMNS, customer_rows(3))
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +256,146 @@ def test_mixed_line_endings_land_and_a_bare_carriage_return_is_refused(
         (1, "crlf"), (2, "lf"), (3, "crlf again"), (6, "quoted\rcr")]
     refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
     assert [(r["line"], r["code"]) for r in refused] == [(5, "malformed")]
+
+
+# --- hostile requests ---------------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "../../../../tmp/escaped.csv",
+    "/etc/passwd",
+    "..\\..\\windows\\system32\\x.csv",
+    "$(touch /tmp/pwned); `id` | rm -rf ~ & echo > /tmp/x.csv",
+    "a" * 1000 + ".csv",
+    "nul\x00byte.csv",
+    ".hidden",
+    "",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_a_hostile_filename_is_kept_as_a_label_and_the_file_stored_under_a_name_of_ours(
+    client: httpx.Client, table: MakeTable, name: str,
+) -> None:
+    uploads = Path(ENV["UPLOAD_DIR"])
+    around = {p.name for p in ARTIFACTS.iterdir()}
+    before = set(os.listdir(uploads))
+
+    response = upload(client, GOOD, table(), name=name)
+
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert set(os.listdir(uploads)) - before == {f"{job['id']}.csv"}
+    assert (uploads / f"{job['id']}.csv").read_bytes() == GOOD
+    assert {p.name for p in ARTIFACTS.iterdir()} == around
+    assert len(job["file_name"]) <= 255
+    assert not Path("/tmp/escaped.csv").exists()
+    assert not Path("/tmp/pwned").exists()
+
+
+
+def test_a_filename_too_long_for_a_part_header_is_a_malformed_body_and_leaves_nothing(
+    client: httpx.Client, db: Database, broker: Connection, table: MakeTable,
+) -> None:
+    before = state(db, broker)
+    response = upload(client, GOOD, table(), name="a" * 100_000 + ".csv")
+    error = assert_refused(response, 400, "malformed_body")
+    assert "header" in error["message"]
+    assert state(db, broker) == before
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    [
+        ({}, GOOD, 415, "not_multipart"),
+        ({"Content-Type": "text/csv"}, GOOD, 415, "not_multipart"),
+        ({"Content-Type": "multipart/form-data"}, GOOD, 415, "not_multipart"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"target=x&file=1,2", 415,
+         "not_multipart"),
+        ({"Content-Type": "multipart/form-data; boundary=other"},
+         multipart_head("mine", "customers") + GOOD + b"\r\n--mine--\r\n", 400,
+         "malformed_body"),
+    ],
+    ids=["none", "text/csv body", "no boundary", "form urlencoded", "wrong boundary"],
+)
+def test_a_wrong_or_missing_content_type_is_refused_and_leaves_nothing(
+    client: httpx.Client, db: Database, broker: Connection, headers: dict[str, str],
+    body: bytes, status: int, code: str,
+) -> None:
+    before = state(db, broker)
+    response = client.post("/imports", content=body, headers=headers)
+    assert_refused(response, status, code)
+    assert state(db, broker) == before
+
+
+def test_the_file_part_s_own_content_type_does_not_decide_the_content_does(
+    client: httpx.Client, table: MakeTable,
+) -> None:
+    target = table()
+    as_image = client.post("/imports", files={"file": ("x.png", GOOD, "image/png")},
+                           data={"target": target})
+    assert as_image.status_code == 202, as_image.text
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10
+    as_csv = client.post("/imports", files={"file": ("x.csv", png, "text/csv")},
+                         data={"target": target})
+    assert_refused(as_csv, 415, "not_text")
+
+
+def raw_request(base_url: str, body_length: int) -> socket.socket:
+    """A connection that has sent the headers of an upload of `body_length` bytes."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(f"POST /imports HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data;"
+                 f" boundary=cut\r\nContent-Length: {body_length}\r\n\r\n".encode())
+    return sock
+
+
+def parts(uploads: Path) -> list[str]:
+    return [p.name for p in uploads.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_client_gone_in_the_middle_of_the_body_leaves_no_job_and_no_file(
+    api: str, db: Database, broker: Connection, table: MakeTable,
+) -> None:
+    uploads = Path(ENV["UPLOAD_DIR"])
+    before = state(db, broker)
+    sock = raw_request(api, 10 * MIB)
+    sock.sendall(multipart_head("cut", table()) + GOOD + b"9,half a row," * 50_000)
+    wait_until(lambda: parts(uploads), 10, "the upload never started")
+    sock.close()
+
+    wait_until(lambda: not parts(uploads), 10, "the half-written file stayed")
+    assert state(db, broker) == before
+    assert_healthy(api)
+
+
+def test_a_stalled_upload_times_out_with_a_408_and_leaves_no_job_and_no_file(
+    roomy_api: tuple[str, Process], db: Database, broker: Connection, table: MakeTable,
+) -> None:
+    base_url, _ = roomy_api
+    uploads = Path(ENV["UPLOAD_DIR"])
+    before = state(db, broker)
+    sock = raw_request(base_url, 10 * MIB)
+    sock.sendall(multipart_head("cut", table()) + GOOD)
+    started = time.monotonic()
+
+    answer = b""
+    while chunk := sock.recv(65536):  # the server answers, then closes the connection
+        answer += chunk
+    sock.close()
+
+    assert time.monotonic() - started < IDLE_SECONDS + 3
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert json.loads(body)["error"]["code"] == "upload_timeout"
+    assert not parts(uploads)
+    assert state(db, broker) == before
+    assert_healthy(base_url)
+
+
+def test_after_all_this_the_api_is_still_the_same_process_and_healthy(
+    api_process: Process, api: str, roomy_api: tuple[str, Process],
+) -> None:
+    assert api_process.popen.poll() is None
+    assert roomy_api[1].popen.poll() is None
+    assert_healthy(api)
+    assert_healthy(roomy_api[0])

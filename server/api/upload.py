@@ -1,16 +1,19 @@
 """Stream a multipart upload to storage, never holding it whole in memory.
 
 The file part is hashed and counted as it arrives; the size limit is enforced while
-streaming (413 as soon as it is crossed). Parsing and disk writes run in a thread, chunk by
-chunk, so the event loop never waits on the disk.
+streaming (413 as soon as it is crossed), and so is an idle limit (408 when the client
+stops sending). Parsing and disk writes run in a thread, chunk by chunk, so the event
+loop never waits on the disk.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import anyio
 from anyio import to_thread
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -113,7 +116,8 @@ def boundary_of(request: Request) -> bytes:
     return params[b"boundary"]
 
 
-async def receive(request: Request, storage: Storage, key: str, max_bytes: int) -> Upload:
+async def receive(request: Request, storage: Storage, key: str, max_bytes: int,
+                  idle_seconds: float = 60.0) -> Upload:
     """Read the whole body; on any failure nothing is left in storage."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + FIELD_LIMIT:
@@ -123,7 +127,7 @@ async def receive(request: Request, storage: Storage, key: str, max_bytes: int) 
     receiver = _Receiver(storage, upload, max_bytes)
     parser = MultipartParser(boundary_of(request), receiver.callbacks())  # type: ignore[arg-type]
     try:
-        await _feed(request, parser)
+        await _feed(request, parser, idle_seconds)
     except MultipartParseError as error:
         raise ApiError(400, "malformed_body", f"the multipart body is malformed: {error}") from None
     except ClientDisconnect:
@@ -141,9 +145,10 @@ async def receive(request: Request, storage: Storage, key: str, max_bytes: int) 
     return upload
 
 
-async def _feed(request: Request, parser: MultipartParser) -> None:
+async def _feed(request: Request, parser: MultipartParser, idle_seconds: float) -> None:
     pending = bytearray()
-    async for chunk in request.stream():
+    chunks = request.stream()
+    while (chunk := await _next_chunk(chunks, idle_seconds)) is not None:
         pending += chunk
         if len(pending) >= CHUNK:
             await to_thread.run_sync(parser.write, bytes(pending))
@@ -151,3 +156,17 @@ async def _feed(request: Request, parser: MultipartParser) -> None:
     if pending:
         await to_thread.run_sync(parser.write, bytes(pending))
     parser.finalize()
+
+
+async def _next_chunk(chunks: AsyncIterator[bytes], idle_seconds: float) -> bytes | None:
+    """The next piece of the body, or None at its end. A client that sends nothing for
+    `idle_seconds` is given up on: a stalled upload must not hold a request (and a half
+    written file) forever."""
+    try:
+        with anyio.fail_after(idle_seconds):
+            return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise ApiError(408, "upload_timeout", f"nothing more of the upload arrived for "
+                       f"{idle_seconds:g} seconds; send it again") from None
