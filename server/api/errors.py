@@ -8,23 +8,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-# Answers given before the request's body was read to its end (too large, or stalled):
-# the connection cannot carry another request, so it is closed at once.
-BODY_LEFT_UNREAD = frozenset({408, 413})
-
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.body = {"code": code, "message": message, **extra}
+        self.headers = headers
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
-        headers = {"Connection": "close"} if error.status in BODY_LEFT_UNREAD else None
-        return JSONResponse({"error": error.body}, status_code=error.status, headers=headers)
+        return JSONResponse({"error": error.body}, status_code=error.status,
+                            headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -24,6 +24,9 @@ from server.storage import Storage
 
 FIELD_LIMIT = 64 * 1024
 CHUNK = 256 * 1024
+# For answers given before the body was read to its end (too large, or stalled): the
+# connection cannot carry another request, so it is closed at once.
+BODY_LEFT_UNREAD = {"Connection": "close"}
 
 
 @dataclass
@@ -84,12 +87,13 @@ class _Receiver:
             self.value += piece
             if len(self.value) > FIELD_LIMIT:
                 raise ApiError(413, "field_too_large", f"form field {self.name!r} is larger "
-                               f"than {FIELD_LIMIT} bytes")
+                               f"than {FIELD_LIMIT} bytes", headers=BODY_LEFT_UNREAD)
             return
         self.upload.size += len(piece)
         if self.upload.size > self.max_bytes:
             raise ApiError(413, "file_too_large",
-                           f"the file is larger than the limit of {self.max_bytes} bytes")
+                           f"the file is larger than the limit of {self.max_bytes} bytes",
+                           headers=BODY_LEFT_UNREAD)
         self.hash.update(piece)
         self.sink.write(piece)
 
@@ -122,7 +126,7 @@ async def receive(request: Request, storage: Storage, key: str, max_bytes: int,
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + FIELD_LIMIT:
         raise ApiError(413, "file_too_large", f"the upload is larger than the limit of "
-                       f"{max_bytes} bytes")
+                       f"{max_bytes} bytes", headers=BODY_LEFT_UNREAD)
     upload = Upload(key)
     receiver = _Receiver(storage, upload, max_bytes)
     parser = MultipartParser(boundary_of(request), receiver.callbacks())  # type: ignore[arg-type]
@@ -169,4 +173,5 @@ async def _next_chunk(chunks: AsyncIterator[bytes], idle_seconds: float) -> byte
         return None
     except TimeoutError:
         raise ApiError(408, "upload_timeout", f"nothing more of the upload arrived for "
-                       f"{idle_seconds:g} seconds; send it again") from None
+                       f"{idle_seconds:g} seconds; send it again",
+                       headers=BODY_LEFT_UNREAD) from None
