@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
-from tests.faults.test_worker_kills import handed_on
+from tests.faults.watch import handed_on, paused_segments
 from tests.support import (
     CUSTOMER_COLUMNS,
     Database,
@@ -71,8 +71,7 @@ def test_worker_connections_cut_mid_batch_are_retried_and_the_job_resumes_exactl
 
     cut_during = []
     for _ in range(CUTS):
-        _, paused = db.rows("SELECT 1, count(*) FROM import_segments WHERE job_id = %s "
-                            "AND outcome = 'paused'", (job_id,))[0]
+        _, paused = paused_segments(db, job_id)
         # A continuation starts from a clean slate of retries: wait for one after each cut.
         wait_until(lambda: handed_on(db, job_id, paused), 60, "no segment ended")  # noqa: B023
         cut_during.append(wait_until(lambda: cut_mid_batch(db, application), 60,

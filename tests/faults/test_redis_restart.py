@@ -17,6 +17,7 @@ from tests.conftest import MakeTable, StartWorker
 from tests.faults import stack
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.services import PrivateRedis
+from tests.faults.watch import rows_loaded
 from tests.support import (
     CUSTOMER_COLUMNS,
     Database,
@@ -49,11 +50,6 @@ def newer_event(server: PrivateRedis, job_id: str, rows: int) -> dict[str, objec
     """The job's latest event in Redis, once it counts more rows than `rows`."""
     event = latest_event(server, job_id)
     return event if event and int(str(event["rows_loaded"])) > rows else None
-
-
-def rows_loaded(db: Database, job_id: str) -> int:
-    loaded: int = db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,))
-    return loaded
 
 
 def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resumes(

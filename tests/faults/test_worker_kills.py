@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
+from tests.faults.watch import handed_on, paused_segments
 from tests.support import (
     CUSTOMER_COLUMNS,
     FINISHED,
@@ -30,20 +31,6 @@ ROWS = 200_000
 # Many small commits and short segments: a kill lands between commits, inside a batch's
 # COPY, inside a checkpoint, inside a continuation's publish, or inside the final publish.
 SMALL = {"batch_rows": 100, "segment_seconds": 0.2}
-
-
-def paused_segments(db: Database, job_id: str) -> tuple[str, int]:
-    """The job's status, and how many of its segments ended by handing the job on."""
-    found: tuple[str, int] = db.rows(
-        "SELECT status, (SELECT count(*) FROM import_segments s WHERE s.job_id = j.id "
-        "AND s.outcome = 'paused') FROM import_jobs j WHERE id = %s", (job_id,))[0]
-    return found
-
-
-def handed_on(db: Database, job_id: str, before: int) -> str | None:
-    """The job's status once a segment more has ended, or the job has."""
-    status, paused = paused_segments(db, job_id)
-    return status if paused > before or status in FINISHED else None
 
 
 def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_nothing(
