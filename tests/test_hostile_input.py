@@ -19,6 +19,9 @@ import httpx
 import pytest
 from kombu import Connection
 
+from server.api.accept import read_header
+from server.api.errors import ApiError
+from server.api.options import parse_options
 from server.csvfile.detect import Layout
 from server.csvfile.reader import RecordReader
 from tests.conftest import ARTIFACTS, ENV, MakeTable
@@ -129,6 +132,25 @@ class Endless(io.RawIOBase):
         buffer[: len(out)] = out
         self.position = end
         return len(out)
+
+
+class OneFile:
+    """Storage holding one file, whatever its key."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+
+    def open(self, key: str) -> BinaryIO:
+        return self.file
+
+
+def test_the_header_check_reads_the_first_megabyte_of_a_gigabyte_line_and_no_more() -> None:
+    raw = Endless(b"", GIB, b"")
+    with pytest.raises(ApiError) as refused:
+        read_header(OneFile(io.BufferedReader(raw, MIB)), "data.csv",
+                    parse_options({"target": "customers"}))
+    assert refused.value.body["code"] == "header_too_long"
+    assert raw.position <= 2 * MIB
 
 
 def test_a_gigabyte_line_among_rows_is_one_refused_record_read_in_bounded_memory() -> None:
