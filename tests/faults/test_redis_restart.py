@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from server.progress.events import snapshot_key, stream_key
-from tests.conftest import MakeTable, StartWorker
+from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults import stack
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.services import PrivateRedis
@@ -21,6 +21,7 @@ from tests.faults.watch import rows_loaded
 from tests.support import (
     CUSTOMER_COLUMNS,
     Database,
+    Process,
     csv_bytes,
     customer_rows,
     parse_events,
@@ -86,3 +87,23 @@ def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resu
     assert [(e.kind, e.data["rows_loaded"]) for e in events][-1] == ("completed", ROWS)
     assert redis.Redis.from_url(private_redis.url).exists(snapshot_key(uuid.UUID(job_id)))
     figures.add(redis_restarts=RESTARTS)
+
+
+def test_a_job_that_ended_without_redis_hearing_of_it_replays_its_end_from_the_row(
+    client: httpx.Client, worker: Process, table: MakeTable,
+) -> None:
+    """A worker writes a job's last event after it commits the job's end; if it dies in
+    between (or Redis is away), Redis still says `running`. The row has the last word."""
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), table()).json()
+    wait_for_job(client, job["id"])
+    keys = redis.Redis.from_url(ENV["REDIS_URL"])
+    job_id = uuid.UUID(job["id"])
+    wait_until(lambda: keys.exists(snapshot_key(job_id)), 10)
+    running = {"status": "running", "rows_loaded": 5, "rows_refused": 0}
+    keys.delete(stream_key(job_id))
+    entry = keys.xadd(stream_key(job_id), {"data": json.dumps(running)})
+    keys.hset(snapshot_key(job_id), mapping={"data": json.dumps(running), "stream_id": entry})
+
+    events = list(parse_events(client.get(job["events_url"]).iter_lines()))
+
+    assert [(e.kind, e.data["rows_loaded"]) for e in events] == [("completed", 10)]
