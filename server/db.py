@@ -12,14 +12,22 @@ def api_engine(settings: Settings) -> Engine:
     return create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
 
 
+# How often PostgreSQL checks, while it runs a worker's statement, that the worker is still
+# there. A killed worker's statement is abandoned within this time, and with it the job's
+# lock, instead of running to its end for nobody (PostgreSQL 14+).
+CLIENT_CHECK_MS = 1000
+
+
 def worker_engine(settings: Settings) -> Engine:
     """No pool: a segment's connection holds the job's advisory lock, and closing the
     connection is what guarantees the lock is released, whatever happened."""
     timeout_ms = settings.statement_timeout_seconds * 1000
+    # UTC: a timestamp without a zone in a file means the same on every server (the
+    # careful path says so explicitly; COPY of a plain run reads it in this zone).
+    options = (f"-c statement_timeout={timeout_ms} "
+               f"-c client_connection_check_interval={CLIENT_CHECK_MS} -c timezone=UTC")
     return create_engine(
         settings.database_url,
         poolclass=NullPool,
-        # UTC: a timestamp without a zone in a file means the same on every server (the
-        # careful path says so explicitly; COPY of a plain run reads it in this zone).
-        connect_args={"options": f"-c statement_timeout={timeout_ms} -c timezone=UTC"},
+        connect_args={"options": options},
     )

@@ -16,6 +16,9 @@ BROKER_CONSUMER_TIMEOUT_SECONDS = 1800
 # A signing secret shorter than this (a word, a placeholder) could be guessed.
 MIN_SECRET_LENGTH = 32
 
+# Where a test may make a process kill itself (see server/crash.py).
+CrashPoint = Literal["after_commit"]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
     # Tables that may be imported into: `table`, `schema.table`, or `schema.*`.
     import_targets: Annotated[list[str], NoDecode] = ["public.customers"]
     max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
+    # An upload that sends nothing for this long is given up on (408).
+    upload_idle_seconds: float = Field(default=60.0, gt=0)
 
     # Loading: rows per committed batch, and how long one task may load before it hands
     # the job on to a continuation message (keeps every delivery far from the broker's
@@ -63,6 +68,9 @@ class Settings(BaseSettings):
     hard_time_limit_seconds: int = 360
     # A stuck statement returns before the soft time limit fires.
     statement_timeout_seconds: int = 240
+    # How long a worker waits for a job that another worker holds before it leaves it to
+    # that worker (a killed worker's lock takes a moment to be released).
+    lock_wait_seconds: float = Field(default=10.0, ge=0)
 
     # Broker: how long a job may wait for a worker before it is dead-lettered, how many
     # times one delivery may be redelivered (crashed workers) before it is, and the
@@ -82,6 +90,9 @@ class Settings(BaseSettings):
     housekeeping_seconds: float = 300.0
     retention_seconds: int = 7 * 24 * 3600
     record_retention_seconds: int = 90 * 24 * 3600
+
+    # Test seam, never set in production: the process kills itself at this point.
+    crash_at: CrashPoint | None = None
 
     @field_validator("import_targets", mode="before")
     @classmethod

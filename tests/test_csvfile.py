@@ -32,6 +32,9 @@ def records(data: bytes, **overrides: str) -> list[tuple[int, list[str], str | N
         (b'a,b\r1,"x\ny"\r', "utf-8", 0, ",", "\r"),
         (b'a,b\r\n1,"x\ry"\r\n', "utf-8", 0, ",", "\n"),
         (b'a,b\n"x;y;z",2\n', "utf-8", 0, ",", "\n"),
+        # UTF-8 with a damaged byte; a header longer than the sample detection reads.
+        (b"a,b\n1,Zo\xc3\xab\n2,\xff\n3,Chlo\xc3\xa9\n", "utf-8", 0, ",", "\n"),
+        (";".join(f"column_{i}" for i in range(9000)).encode() + b"\n", "utf-8", 0, ";", "\n"),
     ],
 )
 def test_layout_is_detected_from_the_first_bytes(

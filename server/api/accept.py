@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from server.api.errors import ApiError
 from server.api.options import ImportOptions
 from server.api.upload import Upload
+from server.crash import crash_point
 from server.csvfile.detect import HEAD_BYTES, EmptyFile, Layout, NotText, detect_layout
+from server.csvfile.head import HEADER_LIMIT, HeadProblem, read_head
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
-from server.csvfile.reader import RecordReader
 from server.jobs import repository
 from server.keys.keys import Tenant
 from server.settings import Settings
@@ -51,6 +52,7 @@ def accept(
         if idempotency_key and "idempotency_key" in str(error.orig):
             raise DuplicateKey from None
         raise
+    crash_point(settings, "after_commit")
     assert job is not None
     return job
 
@@ -66,23 +68,21 @@ def _load_target(connection: Connection, tenant: Tenant, name: str, settings: Se
 def read_header(
     storage: Storage, key: str, options: ImportOptions
 ) -> tuple[Layout, list[str], int, int]:
-    """The layout, the header, and where the data starts (byte offset and line number)."""
+    """The layout, the header, and where the data starts (byte offset and line number),
+    from the first bytes of the file only."""
     with storage.open(key) as file:
-        head = file.read(HEAD_BYTES)
-        try:
-            layout = detect_layout(head, options.encoding, options.delimiter)
-        except EmptyFile as error:
-            raise ApiError(422, "empty_file", str(error)) from None
-        except NotText as error:
-            raise ApiError(415, "not_text", str(error)) from None
-        records = iter(RecordReader(file, layout, layout.bom_bytes, 1))
-        header = next(records, None)
-        if header is None or header.problem:
-            raise ApiError(422, "bad_header", "the first line is not a readable CSV header",
-                           line=1)
-        if next(records, None) is None:
-            raise ApiError(422, "no_rows", "the file has a header but no rows", line=2)
-    return layout, header.fields, header.end_offset, header.next_line
+        head = file.read(HEADER_LIMIT)
+        whole_file = not file.read(1)
+    try:
+        layout = detect_layout(head[:HEAD_BYTES], options.encoding, options.delimiter)
+        found = read_head(head, layout, whole_file)
+    except EmptyFile as error:
+        raise ApiError(422, "empty_file", str(error)) from None
+    except NotText as error:
+        raise ApiError(415, "not_text", str(error)) from None
+    except HeadProblem as problem:
+        raise ApiError(422, problem.code, str(problem), line=problem.line) from None
+    return layout, found.header, found.data_offset, found.data_line
 
 
 def _job_values(

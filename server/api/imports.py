@@ -46,7 +46,8 @@ async def create_import(
         return _accepted(first, request, services, replayed=True)
     key = f"{uuid.uuid4()}.csv"
     received = await upload.receive(request, services.storage, key,
-                                    services.settings.max_upload_bytes)
+                                    services.settings.max_upload_bytes,
+                                    idle_seconds=services.settings.upload_idle_seconds)
     try:
         options = parse_options(received.fields)
         job = await run_in_threadpool(accept, services.engine, services.storage,

@@ -1,16 +1,19 @@
 """Stream a multipart upload to storage, never holding it whole in memory.
 
 The file part is hashed and counted as it arrives; the size limit is enforced while
-streaming (413 as soon as it is crossed). Parsing and disk writes run in a thread, chunk by
-chunk, so the event loop never waits on the disk.
+streaming (413 as soon as it is crossed), and so is an idle limit (408 when the client
+stops sending). Parsing and disk writes run in a thread, chunk by chunk, so the event
+loop never waits on the disk.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import anyio
 from anyio import to_thread
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -21,6 +24,9 @@ from server.storage import Storage
 
 FIELD_LIMIT = 64 * 1024
 CHUNK = 256 * 1024
+# For answers given before the body was read to its end (too large, or stalled): the
+# connection cannot carry another request, so it is closed at once.
+BODY_LEFT_UNREAD = {"Connection": "close"}
 
 
 @dataclass
@@ -81,12 +87,13 @@ class _Receiver:
             self.value += piece
             if len(self.value) > FIELD_LIMIT:
                 raise ApiError(413, "field_too_large", f"form field {self.name!r} is larger "
-                               f"than {FIELD_LIMIT} bytes")
+                               f"than {FIELD_LIMIT} bytes", headers=BODY_LEFT_UNREAD)
             return
         self.upload.size += len(piece)
         if self.upload.size > self.max_bytes:
             raise ApiError(413, "file_too_large",
-                           f"the file is larger than the limit of {self.max_bytes} bytes")
+                           f"the file is larger than the limit of {self.max_bytes} bytes",
+                           headers=BODY_LEFT_UNREAD)
         self.hash.update(piece)
         self.sink.write(piece)
 
@@ -113,17 +120,18 @@ def boundary_of(request: Request) -> bytes:
     return params[b"boundary"]
 
 
-async def receive(request: Request, storage: Storage, key: str, max_bytes: int) -> Upload:
+async def receive(request: Request, storage: Storage, key: str, max_bytes: int,
+                  idle_seconds: float = 60.0) -> Upload:
     """Read the whole body; on any failure nothing is left in storage."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + FIELD_LIMIT:
         raise ApiError(413, "file_too_large", f"the upload is larger than the limit of "
-                       f"{max_bytes} bytes")
+                       f"{max_bytes} bytes", headers=BODY_LEFT_UNREAD)
     upload = Upload(key)
     receiver = _Receiver(storage, upload, max_bytes)
     parser = MultipartParser(boundary_of(request), receiver.callbacks())  # type: ignore[arg-type]
     try:
-        await _feed(request, parser)
+        await _feed(request, parser, idle_seconds)
     except MultipartParseError as error:
         raise ApiError(400, "malformed_body", f"the multipart body is malformed: {error}") from None
     except ClientDisconnect:
@@ -141,9 +149,10 @@ async def receive(request: Request, storage: Storage, key: str, max_bytes: int) 
     return upload
 
 
-async def _feed(request: Request, parser: MultipartParser) -> None:
+async def _feed(request: Request, parser: MultipartParser, idle_seconds: float) -> None:
     pending = bytearray()
-    async for chunk in request.stream():
+    chunks = request.stream()
+    while (chunk := await _next_chunk(chunks, idle_seconds)) is not None:
         pending += chunk
         if len(pending) >= CHUNK:
             await to_thread.run_sync(parser.write, bytes(pending))
@@ -151,3 +160,18 @@ async def _feed(request: Request, parser: MultipartParser) -> None:
     if pending:
         await to_thread.run_sync(parser.write, bytes(pending))
     parser.finalize()
+
+
+async def _next_chunk(chunks: AsyncIterator[bytes], idle_seconds: float) -> bytes | None:
+    """The next piece of the body, or None at its end. A client that sends nothing for
+    `idle_seconds` is given up on: a stalled upload must not hold a request (and a half
+    written file) forever."""
+    try:
+        with anyio.fail_after(idle_seconds):
+            return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise ApiError(408, "upload_timeout", f"nothing more of the upload arrived for "
+                       f"{idle_seconds:g} seconds; send it again",
+                       headers=BODY_LEFT_UNREAD) from None

@@ -44,7 +44,8 @@ def detect_layout(head: bytes, encoding: str | None = None, delimiter: str | Non
     found, bom = detect_encoding(head)
     if encoding:
         found = encoding
-    text = decode_head(head[bom:], found, strict=encoding is None)
+    # Bad bytes in UTF-8 are left for the rows that hold them to report.
+    text = decode_head(head[bom:], found, strict=encoding is None and found != "utf-8")
     if not text.strip():
         raise EmptyFile("the file is empty")
     terminator = detect_terminator(text)
@@ -62,8 +63,21 @@ def detect_encoding(head: bytes) -> tuple[str, int]:
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
+        if _damaged_utf8(head):
+            return "utf-8", 0
         return ("latin-1" if _CP1252_HOLES & set(head) else "cp1252"), 0
     return "utf-8", 0
+
+
+def _damaged_utf8(head: bytes) -> bool:
+    """UTF-8 with a few bad bytes, not a single-byte encoding: its valid multi-byte
+    characters are at least as many as its invalid sequences (text in cp1252 almost never
+    forms a valid multi-byte character). Read as UTF-8, the rows with the bad bytes are
+    refused; read as cp1252, every other accented character would be silently garbled."""
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(head, final=False)
+    invalid = text.count("\ufffd") - head.count("\ufffd".encode())
+    wide = sum(1 for char in text if char > "\x7f") - invalid
+    return wide >= invalid
 
 
 def _looks_binary(head: bytes) -> bool:
@@ -100,7 +114,9 @@ def detect_terminator(text: str) -> str:
 
 def detect_delimiter(text: str, terminator: str) -> str:
     """The candidate that splits the first records into the most consistent field counts."""
-    sample = text if len(text) < HEAD_BYTES // 2 else text[: text.rfind(terminator) + 1]
+    # Whole records only; a header longer than the sample is all there is to go on.
+    whole = text.rfind(terminator) + 1
+    sample = text if len(text) < HEAD_BYTES // 2 or not whole else text[:whole]
     best, best_score = ",", (0.0, 0)
     for candidate in DELIMITERS:
         score = _consistency(sample, candidate)

@@ -44,6 +44,7 @@ from server.targets import Target, load_target
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[Row[Any], Checkpoint], None]
+LOCK_POLL_SECONDS = 0.2
 
 
 # Batches handed to the copier thread and not yet committed: one in PostgreSQL, one ready.
@@ -76,13 +77,25 @@ def lock_key(job_id: uuid.UUID) -> int:
 
 def load_segment(engine: Engine, storage: Storage, settings: Settings, segment: Segment) -> Outcome:
     with engine.connect() as connection:
-        locked = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
-                                    {"key": lock_key(segment.job_id)}).scalar()
-        connection.commit()
-        if not locked:
+        if not take_lock(connection, segment.job_id, settings.lock_wait_seconds):
             log.info("job %s: another worker holds it, leaving it there", segment.job_id)
             return Outcome.BUSY
         return _Runner(connection, storage, settings, segment).run()
+
+
+def take_lock(connection: Connection, job_id: uuid.UUID, wait_seconds: float) -> bool:
+    """The job's lock, waited for a little. When a worker dies, the broker gives its
+    message to another worker at once, while PostgreSQL may still hold the dead worker's
+    lock until it notices (see server/db.py): leaving at the first refusal would leave
+    the job to nobody. A live holder keeps the lock longer, and then this runner leaves."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        locked = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                    {"key": lock_key(job_id)}).scalar()
+        connection.commit()
+        if locked or time.monotonic() >= deadline:
+            return bool(locked)
+        time.sleep(LOCK_POLL_SECONDS)
 
 
 class _Runner:

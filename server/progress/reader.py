@@ -76,10 +76,18 @@ async def _snapshot(client: aioredis.Redis, job_id: uuid.UUID,
                     load_job: LoadJob) -> tuple[str, ServerSentEvent]:
     """The current state, and the stream id it stands at."""
     saved: Any = await client.hgetall(snapshot_key(job_id))
+    latest = None
     if saved:
         entry_id = saved[b"stream_id"].decode()
-        return entry_id, sse(json.loads(saved[b"data"]), entry_id)
+        latest = entry_id, sse(json.loads(saved[b"data"]), entry_id)
+        if _terminal(latest[1]):
+            return latest
     job = await load_job()
+    if job.status in TERMINAL:
+        # Ended, and Redis not told yet: a worker writes the end only after committing it.
+        return "0-0", sse(event_fields(job), None)
+    if latest is not None:
+        return latest
     # No stream yet: every entry that comes will be new to this subscriber.
     return "0-0", sse(event_fields(job), "0-0")
 

@@ -33,6 +33,10 @@ def make_app() -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure=False,
         task_acks_on_timeout=False,
+        # A task still running when the broker connection is lost can no longer ack its
+        # message, which the broker gives out again: stop the task (it loses at most the
+        # batch it was in) rather than let it run on beside its own redelivery.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_prefetch_multiplier=1,
         # Below the broker's consumer timeout: a segment never holds a delivery that long.
         task_soft_time_limit=settings.soft_time_limit_seconds,

@@ -12,12 +12,13 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import kombu.exceptions
 import psycopg2
 import redis.exceptions
 import sqlalchemy.exc
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu import Connection
@@ -47,6 +48,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+BROKER_FAULTS = (kombu.exceptions.OperationalError, ConnectionError, TimeoutError)
 
 
 @dataclass
@@ -110,7 +114,7 @@ def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
         report_final(state.progress, state.engine, job)
         raise Reject(describe(error), requeue=False) from error
     if outcome is Outcome.PAUSED:
-        publish_job(self.app, job)
+        hand_on(self.app, job)
     elif outcome is Outcome.FINISHED:
         report_final(state.progress, state.engine, job)
     return outcome.value
@@ -134,5 +138,16 @@ def retry_later(state: _Process, job: uuid.UUID, retries: int, error: BaseExcept
     wait = delay * random.uniform(JITTER, 1.0)  # noqa: S311 - not for security
     log.warning("job %s: transient fault (%s), retry %s in %.0fs", job, describe(error),
                 retries + 1, wait)
-    publish_job(app, job, retries=retries + 1, delay_seconds=delay, wait_seconds=wait)
+    hand_on(app, job, retries=retries + 1, delay_seconds=delay, wait_seconds=wait)
     return "retrying"
+
+
+def hand_on(celery: Celery, job: uuid.UUID, **options: Any) -> None:
+    """Publish the job's next message. If the broker cannot take it, the current message
+    goes back to the queue instead: it resumes from the same checkpoint."""
+    try:
+        publish_job(celery, job, **options)
+    except BROKER_FAULTS as error:
+        log.warning("job %s: its next message could not be published (%s); this one goes "
+                    "back to the queue", job, error)
+        raise Reject(f"broker unreachable: {error}", requeue=True) from error

@@ -1,0 +1,48 @@
+"""The header of a file, and whether a row follows it, read from the file's first bytes.
+
+An upload is checked before it becomes a job, and a hostile file must not make that check
+slow: a gigabyte on one line is refused from its first megabyte, never read to its end.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from server.csvfile.detect import Layout
+from server.csvfile.reader import RecordReader
+
+# A first line longer than this is not a CSV header (10,000 columns of 100-character names
+# would still fit).
+HEADER_LIMIT = 1 << 20
+
+
+class HeadProblem(ValueError):
+    """The first bytes do not start a CSV file; `code` and `line` say why and where."""
+
+    def __init__(self, code: str, message: str, line: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Head:
+    header: list[str]
+    data_offset: int  # where the first row starts: a byte offset and a line number
+    data_line: int
+
+
+def read_head(head: bytes, layout: Layout, whole_file: bool) -> Head:
+    """`head` is the file's first HEADER_LIMIT bytes, or the whole file if shorter."""
+    records = iter(RecordReader(io.BytesIO(head), layout, layout.bom_bytes, 1))
+    header = next(records, None)
+    if header is not None and not whole_file and header.end_offset >= len(head):
+        raise HeadProblem("header_too_long", f"the first line is longer than {HEADER_LIMIT} "
+                          "bytes: it is not a CSV header", 1)
+    if header is None or header.problem:
+        raise HeadProblem("bad_header", "the first line is not a readable CSV header", 1)
+    # Beyond the first bytes the file goes on: rows follow, even if they are refused later.
+    if whole_file and next(records, None) is None:
+        raise HeadProblem("no_rows", "the file has a header but no rows", 2)
+    return Head(header.fields, header.end_offset, header.next_line)
