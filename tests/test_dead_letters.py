@@ -127,10 +127,10 @@ def short_ttl_vhost() -> Iterator[dict[str, str]]:
                    capture_output=True)
 
 
-def publish_raw(connection: Connection, job_id: str) -> None:
+def publish_raw(connection: Connection, job_id: str, routing_key: str = WORK_KEY) -> None:
     """A job message as the API would publish it, straight to the work queue's exchange."""
     producer = Producer(connection.channel(), Exchange(EXCHANGE, "direct", durable=True))
-    producer.publish(json.dumps([[job_id], {}, {}]), routing_key=WORK_KEY,
+    producer.publish(json.dumps([[job_id], {}, {}]), routing_key=routing_key,
                      content_type="application/json", delivery_mode=2,
                      headers={"task": "imports.load", "id": job_id})
 

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from server.keys.keys import create_key
 from tests.conftest import ENV
 from tests.support import ROOT, TEST_SCHEMA, Database, Process, free_port, start_api
 
@@ -35,6 +37,16 @@ def prepare(env: dict[str, str]) -> Database:
     db = Database(dsn(env["DATABASE_URL"]))
     db.execute(f"CREATE SCHEMA IF NOT EXISTS {TEST_SCHEMA}")
     return db
+
+
+def api_key(env: dict[str, str]) -> str:
+    """A key of this database's, for a client of an API that uses it."""
+    engine = create_engine(env["DATABASE_URL"])
+    try:
+        with engine.begin() as connection:
+            return create_key(connection, "tests", "made by a fault test", None)[1]
+    finally:
+        engine.dispose()
 
 
 def drop(url: str) -> None:

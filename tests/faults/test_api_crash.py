@@ -11,7 +11,7 @@ import httpx
 import pytest
 from kombu import Connection
 
-from server.messaging.topology import WORK_QUEUE
+from server.messaging.topology import EXPRESS_QUEUE, WORK_QUEUE
 from tests.broker import message_count
 from tests.conftest import MakeTable, StartWorker
 from tests.faults import stack
@@ -19,6 +19,7 @@ from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.support import (
     CUSTOMER_COLUMNS,
     Database,
+    bearer,
     csv_bytes,
     customer_rows,
     free_port,
@@ -33,29 +34,32 @@ pytestmark = pytest.mark.faults
 ROWS = 20_000
 
 
+def messages(broker: Connection) -> int:
+    return message_count(broker, WORK_QUEUE) + message_count(broker, EXPRESS_QUEUE)
+
+
 def test_an_api_killed_between_commit_and_publish_leaves_a_job_that_is_published_later(
     workers: StartWorker, table: MakeTable, db: Database, broker: Connection, log_dir: Path,
-    figures: Figures,
+    figures: Figures, api_key: str,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
     port = free_port()
     crashing = start_api(dict(os.environ, CRASH_AT="after_commit"), log_dir, port)
 
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http, \
-            pytest.raises(httpx.TransportError):
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(api_key),
+                      timeout=60) as http, pytest.raises(httpx.TransportError):
         upload(http, content, target)
     assert crashing.popen.wait(timeout=30) == -signal.SIGKILL
     crashing.stop()
     job_id, published = db.rows("SELECT id::text, published_at FROM import_jobs "
                                 "WHERE target = %s", (target,))[0]
     assert published is None
-    assert message_count(broker, WORK_QUEUE) == 0, "the API died before it published"
+    assert messages(broker) == 0, "the API died before it published"
 
     with stack.api(dict(os.environ), log_dir) as base, \
-            httpx.Client(base_url=base, timeout=60) as http:
-        wait_until(lambda: message_count(broker, WORK_QUEUE) == 1, 30,
-                   "no sweeper published the job")
+            httpx.Client(base_url=base, headers=bearer(api_key), timeout=60) as http:
+        wait_until(lambda: messages(broker) == 1, 30, "no sweeper published the job")
         workers()
         job = wait_for_job(http, job_id)
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", ROWS, 0)

@@ -20,6 +20,7 @@ from tests.support import (
     CUSTOMER_COLUMNS,
     TEST_SCHEMA,
     Database,
+    bearer,
     csv_bytes,
     customer_rows,
     upload,
@@ -85,7 +86,9 @@ def test_rabbitmq_restarted_while_jobs_wait_and_while_one_runs_every_job_lands_o
     log_dir: Path, figures: Figures,
 ) -> None:
     db = stack.prepare(broker_env)
-    with stack.api(broker_env, log_dir) as base, httpx.Client(base_url=base, timeout=60) as http:
+    headers = bearer(stack.api_key(broker_env))
+    with stack.api(broker_env, log_dir) as base, \
+            httpx.Client(base_url=base, headers=headers, timeout=60) as http:
         imports = Imports(db, http)
         big = imports.upload(BIG)
         for start in (1, 10_001):
@@ -93,7 +96,7 @@ def test_rabbitmq_restarted_while_jobs_wait_and_while_one_runs_every_job_lands_o
         restart(private_rabbit)  # the jobs wait in the queue
 
         workers(broker_url=private_rabbit.url, database_url=broker_env["DATABASE_URL"],
-                batch_rows=200, segment_seconds=0.5)
+                batch_rows=200, segment_seconds=0.5, one_transaction_max_bytes=0)
         wait_until(lambda: imports.rows_loaded(big), 60, "the big job did not start")
         private_rabbit.stop_app()  # while one job runs
         imports.upload(SMALL, 20_001)  # accepted while the broker is away

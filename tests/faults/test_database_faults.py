@@ -66,7 +66,7 @@ def test_worker_connections_cut_mid_batch_are_retried_and_the_job_resumes_exactl
     job_id = upload(client, content, target).json()["id"]
     # The worker names its connections, so that only they are cut.
     application = f"faults-{uuid.uuid4().hex[:8]}"
-    worker = workers(batch_rows=500, segment_seconds=0.5,
+    worker = workers(batch_rows=500, segment_seconds=0.5, one_transaction_max_bytes=0,
                      database_url=f"{ENV['DATABASE_URL']}?application_name={application}")
 
     cut_during = []

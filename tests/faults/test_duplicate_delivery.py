@@ -9,7 +9,7 @@ import httpx
 import pytest
 from kombu import Connection
 
-from server.messaging.topology import WORK_QUEUE
+from server.messaging.topology import EXPRESS_KEY, EXPRESS_QUEUE
 from tests.broker import message_count
 from tests.conftest import MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
@@ -36,13 +36,16 @@ def test_one_job_published_twice_to_two_workers_is_loaded_once(
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
     job_id = upload(client, content, target).json()["id"]
-    publish_raw(broker, job_id)
-    wait_until(lambda: message_count(broker, WORK_QUEUE) == 2, 10)
+    # The same queue as the upload's own message (a small file: the express queue), so that
+    # each worker, which takes one message of a queue at a time, is given one of the two.
+    publish_raw(broker, job_id, EXPRESS_KEY)
+    wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 2, 10)
 
     with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(lambda _: workers(batch_rows=500), range(2))
+        first, second = pool.map(
+            lambda _: workers(batch_rows=500, one_transaction_max_bytes=0), range(2))
     job = wait_for_job(client, job_id)
-    wait_until(lambda: message_count(broker, WORK_QUEUE) == 0, 30)
+    wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 0, 30)
 
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", ROWS, 0)
     figures.check_exact(db, target, reference)

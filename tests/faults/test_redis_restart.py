@@ -22,6 +22,7 @@ from tests.support import (
     CUSTOMER_COLUMNS,
     Database,
     Process,
+    bearer,
     csv_bytes,
     customer_rows,
     parse_events,
@@ -55,14 +56,15 @@ def newer_event(server: PrivateRedis, job_id: str, rows: int) -> dict[str, objec
 
 def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resumes(
     private_redis: PrivateRedis, workers: StartWorker, table: MakeTable, db: Database,
-    log_dir: Path, figures: Figures,
+    log_dir: Path, figures: Figures, api_key: str,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
     env = dict(os.environ, REDIS_URL=private_redis.url)
-    with stack.api(env, log_dir) as base, httpx.Client(base_url=base, timeout=60) as http:
+    with stack.api(env, log_dir) as base, \
+            httpx.Client(base_url=base, headers=bearer(api_key), timeout=60) as http:
         job_id = upload(http, content, target).json()["id"]
-        workers(batch_rows=200, redis_url=private_redis.url)
+        workers(batch_rows=200, redis_url=private_redis.url, one_transaction_max_bytes=0)
         for _ in range(RESTARTS):
             wait_until(lambda: latest_event(private_redis, job_id), 60, "no progress in Redis")
             private_redis.stop()

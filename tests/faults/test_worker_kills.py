@@ -30,7 +30,8 @@ KILLS = 12
 ROWS = 200_000
 # Many small commits and short segments: a kill lands between commits, inside a batch's
 # COPY, inside a checkpoint, inside a continuation's publish, or inside the final publish.
-SMALL = {"batch_rows": 100, "segment_seconds": 0.2}
+# Many short segments, staged from the first attempt: many checkpoints to land between.
+SMALL = {"batch_rows": 100, "segment_seconds": 0.2, "one_transaction_max_bytes": 0}
 
 
 def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_nothing(
