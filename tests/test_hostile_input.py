@@ -29,6 +29,7 @@ from tests.support import (
     CUSTOMER_COLUMNS,
     Database,
     Process,
+    bearer,
     csv_bytes,
     customer_rows,
     free_port,
@@ -78,6 +79,7 @@ def assert_healthy(base_url: str) -> None:
 
 def test_a_gigabyte_on_one_line_without_a_newline_is_refused_as_a_header(
     roomy_api: tuple[str, Process], db: Database, broker: Connection, table: MakeTable,
+    api_key: str,
 ) -> None:
     base_url, _ = roomy_api
     target, boundary = table(), "gigabyte"
@@ -91,7 +93,8 @@ def test_a_gigabyte_on_one_line_without_a_newline_is_refused_as_a_header(
         yield f"\r\n--{boundary}--\r\n".encode()
 
     response = httpx.post(f"{base_url}/imports", content=body(), timeout=300,
-                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                   **bearer(api_key)})
 
     error = assert_refused(response, 422, "header_too_long")
     assert error["line"] == 1
@@ -194,8 +197,9 @@ def test_a_header_of_ten_thousand_columns_is_matched_and_its_rows_land(
 
 def test_a_ten_megabyte_field_lands_and_an_over_long_line_is_one_refused_row(
     roomy_api: tuple[str, Process], worker: Process, table: MakeTable, db: Database,
+    api_key: str,
 ) -> None:
-    client = httpx.Client(base_url=roomy_api[0], timeout=60)
+    client = httpx.Client(base_url=roomy_api[0], headers=bearer(api_key), timeout=60)
     target, reference = table(NAMES), table(NAMES)
     big = "é" * (5 * MIB)  # ten megabytes of UTF-8
     fits = csv_bytes(["id", "name"], [["1", "before"], ["2", big], ["3", "after"]])
@@ -362,12 +366,13 @@ def test_the_file_part_s_own_content_type_does_not_decide_the_content_does(
     assert_refused(as_csv, 415, "not_text")
 
 
-def raw_request(base_url: str, body_length: int) -> socket.socket:
+def raw_request(base_url: str, body_length: int, key: str) -> socket.socket:
     """A connection that has sent the headers of an upload of `body_length` bytes."""
     host, port = base_url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     sock.sendall(f"POST /imports HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data;"
-                 f" boundary=cut\r\nContent-Length: {body_length}\r\n\r\n".encode())
+                 f" boundary=cut\r\nContent-Length: {body_length}\r\n"
+                 f"Authorization: Bearer {key}\r\n\r\n".encode())
     return sock
 
 
@@ -376,11 +381,11 @@ def parts(uploads: Path) -> list[str]:
 
 
 def test_a_client_gone_in_the_middle_of_the_body_leaves_no_job_and_no_file(
-    api: str, db: Database, broker: Connection, table: MakeTable,
+    api: str, db: Database, broker: Connection, table: MakeTable, api_key: str,
 ) -> None:
     uploads = Path(ENV["UPLOAD_DIR"])
     before = state(db, broker)
-    sock = raw_request(api, 10 * MIB)
+    sock = raw_request(api, 10 * MIB, api_key)
     sock.sendall(multipart_head("cut", table()) + GOOD + b"9,half a row," * 50_000)
     wait_until(lambda: parts(uploads), 10, "the upload never started")
     sock.close()
@@ -392,11 +397,12 @@ def test_a_client_gone_in_the_middle_of_the_body_leaves_no_job_and_no_file(
 
 def test_a_stalled_upload_times_out_with_a_408_and_leaves_no_job_and_no_file(
     roomy_api: tuple[str, Process], db: Database, broker: Connection, table: MakeTable,
+    api_key: str,
 ) -> None:
     base_url, _ = roomy_api
     uploads = Path(ENV["UPLOAD_DIR"])
     before = state(db, broker)
-    sock = raw_request(base_url, 10 * MIB)
+    sock = raw_request(base_url, 10 * MIB, api_key)
     sock.sendall(multipart_head("cut", table()) + GOOD)
     started = time.monotonic()
 

@@ -185,6 +185,8 @@ class _Runner:
         layout, converter = plan.layout, plan.converter
         pattern = row_pattern(converter.columns, layout.delimiter, layout.terminator,
                               layout.encoding, converter.nulls)
+        if not staging.takes_runs(plan.columns):
+            pattern = None
         scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
         return scanner.batches(job.checkpoint_offset, job.checkpoint_line)
 

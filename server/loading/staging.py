@@ -25,6 +25,7 @@ from server.loading.batches import Batch, Run, careful_batch
 from server.targets import Target
 
 SCHEMA = "import_staging"
+MAX_COLUMNS = 1600
 # COPY sends what it reads from the source in messages of this size.
 _COPY_BUFFER = 1 << 20
 LINE, OFFSET = "_line", "_offset"
@@ -43,6 +44,12 @@ def column_list(columns: Sequence[str]) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(column) for column in columns)
 
 
+def takes_runs(columns: Sequence[str | None]) -> bool:
+    """Whether the staging table can have a column for every field of the file (and the
+    two positions): PostgreSQL allows 1600 columns. A wider file goes the careful way."""
+    return len(columns) + 2 <= MAX_COLUMNS
+
+
 def file_columns(columns: Sequence[str | None]) -> list[str]:
     """One staging column per field of the file, in its order: a field that no column
     takes still needs a place to land when whole lines go to COPY as they are."""
@@ -51,6 +58,8 @@ def file_columns(columns: Sequence[str | None]) -> list[str]:
 
 def create(cursor: Any, job_id: uuid.UUID, target: Target, columns: Sequence[str | None]) -> None:
     """The target's columns with their types, and where each row came from in the file."""
+    if not takes_runs(columns):
+        columns = [name for name in columns if name is not None]
     fields = [sql.Identifier(name) if name is not None
               else sql.SQL("NULL::text AS {}").format(sql.Identifier(skip))
               for name, skip in zip(columns, file_columns(columns), strict=True)]
