@@ -8,4 +8,4 @@ RUN pip install --no-cache-dir . && useradd --create-home app \
     && mkdir -p /data/uploads /data/state && chown app /data/uploads /data/state
 USER app
 EXPOSE 8000
-CMD ["uvicorn", "server.api.app:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "server.run", "api"]

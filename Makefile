@@ -22,11 +22,10 @@ run: setup
 	$(BIN)/python -m server.run
 
 api: setup
-	$(BIN)/python -m uvicorn server.api.app:app --host $${API_HOST:-127.0.0.1} --port $${API_PORT:-8000}
+	$(BIN)/python -m server.run api
 
 worker: setup
-	$(BIN)/python -m celery -A server.work.celery_app worker --pool prefork --loglevel INFO \
-		--without-gossip --without-mingle --without-heartbeat
+	$(BIN)/python -m server.run worker
 
 check: $(STAMP)
 	$(BIN)/ruff check server tests scripts

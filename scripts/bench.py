@@ -34,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import benchdata
-from sqlalchemy import create_engine
 
-from server.keys.keys import create_key
-from server.run import worker_command
+from server.run import api_command, express_command, worker_command
+from server.settings import get_settings
+from tests.harness import ROOT, Database, Process, bearer, events, final_event, make_key, rss_mb
 
-ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "var" / "bench"
 PORT = int(os.environ.get("BENCH_API_PORT", "8099"))
 HOST = os.environ.get("BENCH_DATABASE_HOST", "127.0.0.1")
@@ -58,7 +57,7 @@ ENV = {
     "MAX_UPLOAD_BYTES": str(64 * 1024**3),
     "API_PORT": str(PORT),
 }
-TERMINAL = ("completed", "failed", "cancelled")
+DB = Database(DSN)
 
 
 @dataclass
@@ -73,47 +72,21 @@ class Figures:
     api_peak_mb: float
 
 
-class Service:
-    """A process of the service (API or worker), its log in var/bench."""
-
-    def __init__(self, name: str, command: list[str], ready: str) -> None:
-        self.log = WORK / f"{name}.log"
-        with self.log.open("w") as out:
-            self.process = subprocess.Popen(command, env={**os.environ, **ENV}, cwd=ROOT,
-                                            stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while ready not in self.log.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"{name} did not start; see {self.log}")
-            time.sleep(0.1)
-
-    def pids(self) -> list[int]:
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        found = children.read_text().split() if children.exists() else []
-        return [pid, *map(int, found)]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
-def rss_mb(pid: int) -> float:
+def start(name: str, command: list[str], ready: str) -> Process:
+    """A process of the service, as `make run` starts it, its log in var/bench."""
+    process = Process(name, command, {**os.environ, **ENV}, WORK)
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
+        process.wait_for_log(ready)
+    except AssertionError:
+        process.stop()
+        raise SystemExit(f"{name} did not start; see {process.log_path}") from None
+    return process
 
 
 class PeakMemory:
     """The highest RSS of any one process of each group of services, sampled every 20 ms."""
 
-    def __init__(self, services: dict[str, list[Service]]) -> None:
+    def __init__(self, services: dict[str, list[Process]]) -> None:
         self.services = services
         self.peak = dict.fromkeys(services, 0.0)
         self._stop = threading.Event()
@@ -134,17 +107,6 @@ class PeakMemory:
         self._thread.join()
 
 
-def sql(statement: str, database: str = DSN) -> list[tuple[Any, ...]]:
-    connection = psycopg2.connect(database)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
-
-
 def prepare() -> None:
     # Uploads of earlier runs (kept for replays in a real deployment) only fill the disk here.
     shutil.rmtree(WORK / "uploads", ignore_errors=True)
@@ -153,35 +115,19 @@ def prepare() -> None:
                            cwd=ROOT, capture_output=True, text=True, check=False)
     if setup.returncode:
         raise SystemExit(setup.stdout + setup.stderr)
-    sql("CREATE SCHEMA IF NOT EXISTS bench")
+    DB.execute("CREATE SCHEMA IF NOT EXISTS bench")
     for table in ("baseline", "pipeline", "small"):
-        sql(f"DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} "
-            f"{benchdata.TABLE_DDL}")
-
-
-def api_key() -> str:
-    engine = create_engine(ENV["DATABASE_URL"])
-    try:
-        with engine.begin() as connection:
-            return create_key(connection, "bench", "benchmark", None)[1]
-    finally:
-        engine.dispose()
+        DB.execute(f"DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} "
+                   f"{benchdata.TABLE_DDL}")
 
 
 def psql_copy(path: Path) -> float:
-    sql("TRUNCATE bench.baseline")
+    DB.execute("TRUNCATE bench.baseline")
     start = time.perf_counter()
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", DSN, "-c",
                     f"\\copy bench.baseline FROM '{path}' WITH (FORMAT csv, HEADER true)"],
                    check=True)
     return time.perf_counter() - start
-
-
-def fingerprint(table: str) -> tuple[int, int]:
-    """Row count and an order-free sum of row hashes: equal for equal tables."""
-    count, total = sql(f"SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)"
-                       f"::bigint), 0) FROM bench.{table} t")[0]
-    return int(count), int(total)
 
 
 def upload(http: httpx.Client, path: Path, target: str) -> dict[str, Any]:
@@ -194,60 +140,47 @@ def upload(http: httpx.Client, path: Path, target: str) -> dict[str, Any]:
     return body
 
 
-def events(http: httpx.Client, job: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    with http.stream("GET", f"/imports/{job['id']}/events", timeout=None) as stream:
-        name = ""
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and name:
-                yield name, json.loads(line.split(":", 1)[1])
-
-
 def until_done(http: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    for name, data in events(http, job):
-        if name in TERMINAL:
-            if name != "completed":
-                raise SystemExit(f"job {job['id']} ended {name}: {data}")
-            return data
-    raise SystemExit(f"the event stream of job {job['id']} ended early")
+    event = final_event(http, f"/imports/{job['id']}/events")
+    if event.kind != "completed":
+        raise SystemExit(f"job {job['id']} ended {event.kind}: {event.data}")
+    return event.data
 
 
 def pipeline(http: httpx.Client, path: Path) -> tuple[float, dict[str, float]]:
     """The whole time, and where it went: the upload, the wait for a worker, the load, and
     the final event's way back."""
-    sql("TRUNCATE bench.pipeline")
+    DB.execute("TRUNCATE bench.pipeline")
     start = time.perf_counter()
     job = upload(http, path, "bench.pipeline")
     uploaded = time.perf_counter()
     until_done(http, job)
     end = time.perf_counter()
-    (waited, loaded), = sql(
+    (waited, loaded), = DB.rows(
         "SELECT extract(epoch FROM started_at - created_at), "
-        f"extract(epoch FROM finished_at - started_at) FROM import_jobs WHERE id = '{job['id']}'")
+        "extract(epoch FROM finished_at - started_at) FROM import_jobs WHERE id = %s",
+        (job["id"],))
     parts = {"upload": uploaded - start, "queue": float(waited), "load": float(loaded)}
     parts["event"] = end - start - sum(parts.values())
     return end - start, parts
 
 
 @contextmanager
-def services() -> Iterator[dict[str, Service]]:
-    api = Service("api", [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host",
-                          "127.0.0.1", "--port", str(PORT), "--no-access-log"],
-                  "Uvicorn running")
+def services() -> Iterator[dict[str, Process]]:
+    running: dict[str, Process] = {}
     try:
-        worker = Service("worker", worker_command(), "ready.")
-        express = Service("express", worker_command(concurrency=1, express=True), "ready.")
-        try:
-            yield {"api": api, "worker": worker, "express": express}
-        finally:
-            express.stop()
-            worker.stop()
+        running["api"] = start("api", api_command("127.0.0.1", PORT, "--no-access-log"),
+                               "Uvicorn running")
+        running["worker"] = start("worker", worker_command(get_settings().worker_concurrency),
+                                  "ready.")
+        running["express"] = start("express", express_command(), "ready.")
+        yield running
     finally:
-        api.stop()
+        for process in reversed(running.values()):
+            process.stop()
 
 
-def measure(http: httpx.Client, running: dict[str, Service], rows: int, runs: int) -> Figures:
+def measure(http: httpx.Client, running: dict[str, Process], rows: int, runs: int) -> Figures:
     path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
     samples: list[tuple[float, float]] = []
     workers = [running["worker"], running["express"]]
@@ -255,7 +188,7 @@ def measure(http: httpx.Client, running: dict[str, Service], rows: int, runs: in
         for run in range(1, runs + 1):
             baseline = psql_copy(path)
             ours, parts = pipeline(http, path)
-            if fingerprint("baseline") != fingerprint("pipeline"):
+            if DB.fingerprint("bench.baseline") != DB.fingerprint("bench.pipeline"):
                 raise SystemExit("the pipeline's table differs from psql's: see var/bench")
             where = ", ".join(f"{name} {seconds:.2f}" for name, seconds in parts.items())
             print(f"  run {run}: psql \\copy {baseline:.2f} s, pipeline {ours:.2f} s ({where}), "
@@ -274,10 +207,10 @@ def small_during(http: httpx.Client, rows: int) -> dict[str, float]:
     """Start a big import, and once it loads, a 100-row one: how long does the small wait?"""
     big = benchdata.write(WORK / f"rows-{rows}.csv", rows)
     small = benchdata.write(WORK / "rows-100.csv", 100)
-    sql("TRUNCATE bench.pipeline; TRUNCATE bench.small")
+    DB.execute("TRUNCATE bench.pipeline; TRUNCATE bench.small")
     big_job = upload(http, big, "bench.pipeline")
-    for name, _ in events(http, big_job):
-        if name == "progress":
+    for event in events(http, f"/imports/{big_job['id']}/events"):
+        if event.kind == "progress":
             break
     start = time.perf_counter()
     until_done(http, upload(http, small, "bench.small"))
@@ -287,10 +220,10 @@ def small_during(http: httpx.Client, rows: int) -> dict[str, float]:
     return {"big_rows": rows, "small_seconds": round(small_seconds, 2)}
 
 
-def upload_only(http: httpx.Client, running: dict[str, Service], rows: int) -> dict[str, float]:
+def upload_only(http: httpx.Client, running: dict[str, Process], rows: int) -> dict[str, float]:
     """API memory while it receives a big file (the job is cancelled right after)."""
     path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
-    before = rss_mb(running["api"].process.pid)
+    before = rss_mb(running["api"].popen.pid)
     with PeakMemory({"api": [running["api"]]}) as memory:
         start = time.perf_counter()
         job = upload(http, path, "bench.pipeline")
@@ -315,7 +248,7 @@ def main() -> int:
     args = parser.parse_args()
     prepare()
     report: dict[str, Any] = {}
-    headers = {"Authorization": f"Bearer {api_key()}"}
+    headers = bearer(make_key(ENV["DATABASE_URL"], "bench", name="benchmark"))
     with services() as running, httpx.Client(base_url=f"http://127.0.0.1:{PORT}",
                                              headers=headers, timeout=600) as http:
         if args.upload_only:

@@ -1,138 +1,14 @@
-"""Upload a CSV file and follow its import in the terminal.
+"""Upload a CSV file and follow its import in the terminal: see `--help`.
 
-    python scripts/import_csv.py data.csv --target customers [--mode upsert] [--url URL]
-
-The API key comes from --api-key, else from $CSV_IMPORT_API_KEY, else from var/api-key
-(where `make run` puts the first key of a fresh install).
-
-Exit codes: 0 completed, 1 failed or cancelled, 2 the upload was refused (a missing or
-wrong key too) or the server is unreachable.
+    .venv/bin/python scripts/import_csv.py server/demo/customers.csv --target customers
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
 
-import httpx
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-console = Console(stderr=True)
-TERMINAL = ("completed", "failed", "cancelled")
-KEY_FILE = Path("var/api-key")
-
-
-class Reading:
-    """A file whose reads move a progress bar (the upload's own progress)."""
-
-    def __init__(self, file: BinaryIO, progress: Progress, task: TaskID) -> None:
-        self.file, self.progress, self.task = file, progress, task
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.file.read(size)
-        self.progress.advance(self.task, len(chunk))
-        return chunk
-
-
-def upload(http: httpx.Client, path: Path, fields: dict[str, str]) -> dict[str, Any]:
-    with Progress(TextColumn("upload"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console, transient=True) as progress, path.open("rb") as file:
-        task = progress.add_task("upload", total=path.stat().st_size)
-        response = http.post("/imports", data=fields,
-                             files={"file": (path.name, Reading(file, progress, task),
-                                             "text/csv")})
-    body: dict[str, Any] = response.json()
-    if response.status_code != 202:
-        error = body.get("error", {})
-        raise SystemExit(_refused(response.status_code, error))
-    return body
-
-
-def _refused(status: int, error: dict[str, Any]) -> int:
-    where = f" (line {error['line']})" if error.get("line") else ""
-    console.print(f"[red]refused ({status}): {error.get('message', 'unknown error')}{where}")
-    return 2
-
-
-def events(http: httpx.Client, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    kind, data = "message", ""
-    with http.stream("GET", url, timeout=None) as response:
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data = line[5:].strip()
-            elif not line and data:
-                yield kind, json.loads(data)
-                kind, data = "message", ""
-
-
-def follow(http: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    last: dict[str, Any] = {"status": job["status"]}
-    columns = (TextColumn("import"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-               TextColumn("{task.fields[rows]} rows"), TextColumn("{task.fields[rate]}"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("import", total=job["bytes_total"], rows="0", rate="")
-        for kind, state in events(http, job["events_url"]):
-            rate = state.get("rows_per_second")
-            progress.update(task, completed=state["bytes_done"],
-                            rows=f"{state['rows_loaded']:,}",
-                            rate=f"{rate:,.0f} rows/s" if rate else "")
-            last = state
-            if kind in TERMINAL:
-                break
-    return last
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", type=Path)
-    parser.add_argument("--target", required=True)
-    parser.add_argument("--mode", choices=["append", "upsert"], default="append")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="any other upload field, e.g. --option max_errors=10")
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--api-key", default=os.environ.get("CSV_IMPORT_API_KEY"),
-                        help=f"default: $CSV_IMPORT_API_KEY, else the content of {KEY_FILE}")
-    args = parser.parse_args(argv)
-    fields = {"target": args.target, "mode": args.mode,
-              **dict(option.split("=", 1) for option in args.option)}
-    key = args.api_key or (KEY_FILE.read_text().strip() if KEY_FILE.exists() else None)
-    if not key:
-        console.print(f"[red]no API key: pass --api-key, set CSV_IMPORT_API_KEY, or run "
-                      f"`make setup` to have one written to {KEY_FILE}")
-        return 2
-    headers = {"Authorization": f"Bearer {key}"}
-    try:
-        with httpx.Client(base_url=args.url, headers=headers, timeout=60) as http:
-            job = upload(http, args.file, fields)
-            final = follow(http, job)
-    except httpx.TransportError as error:
-        console.print(f"[red]cannot reach {args.url}: {error}")
-        return 2
-    print(f"{final['status']}: {final.get('rows_loaded', 0):,} rows loaded, "
-          f"{final.get('rows_refused', 0):,} refused")
-    if final.get("error"):
-        print(f"error: {final['error']}")
-    if final.get("rows_refused"):
-        print(f"refused rows: {job['errors_url']}?format=csv")
-    return 0 if final["status"] == "completed" else 1
-
+from server.client import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine
 from sqlalchemy.pool import NullPool
 
 from server.settings import Settings
+
+# Every table of the service (job records, API keys); migrations create them.
+metadata = MetaData()
 
 
 def api_engine(settings: Settings) -> Engine:
@@ -31,3 +36,9 @@ def worker_engine(settings: Settings) -> Engine:
         poolclass=NullPool,
         connect_args={"options": options},
     )
+
+
+def raw_cursor(connection: Connection) -> Any:
+    """A psycopg2 cursor in the connection's own transaction, for COPY and statements
+    composed with psycopg2.sql."""
+    return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]

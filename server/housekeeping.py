@@ -14,10 +14,11 @@ import uuid
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine
 
+from server.db import raw_cursor
+from server.jobs import repository
 from server.loading import staging
-from server.loading.checkpoint import raw_cursor
 from server.progress.events import snapshot_key, stream_key
 from server.settings import Settings
 from server.storage import Storage
@@ -38,11 +39,8 @@ def clean(engine: Engine, storage: Storage, settings: Settings) -> Cleaned:
     result = Cleaned()
     result.jobs = clean_finished_jobs(engine, storage, settings)
     with engine.begin() as connection:
-        result.records = connection.execute(text(
-            "DELETE FROM import_jobs WHERE cleaned_at IS NOT NULL "
-            "AND finished_at < now() - make_interval(secs => :age)"),
-            {"age": settings.record_retention_seconds}).rowcount
-        result.orphans = drop_orphan_staging(raw_cursor(connection))
+        result.records = repository.delete_records(connection, settings.record_retention_seconds)
+        result.orphans = drop_orphan_staging(connection)
     result.parts = storage.remove_stale_parts(older_than_seconds=24 * 3600)
     if any(vars(result).values()):
         log.info("housekeeping: %s", result)
@@ -51,18 +49,13 @@ def clean(engine: Engine, storage: Storage, settings: Settings) -> Cleaned:
 
 def clean_finished_jobs(engine: Engine, storage: Storage, settings: Settings) -> int:
     with engine.begin() as connection:
-        jobs = connection.execute(text(
-            "SELECT id, file_key FROM import_jobs WHERE cleaned_at IS NULL "
-            "AND finished_at < now() - make_interval(secs => :age) "
-            "ORDER BY finished_at LIMIT :limit FOR UPDATE SKIP LOCKED"),
-            {"age": settings.retention_seconds, "limit": BATCH}).all()
+        jobs = repository.jobs_to_clean(connection, settings.retention_seconds, BATCH)
         cursor = raw_cursor(connection)
         for job in jobs:
             storage.delete(job.file_key)
             staging.drop(cursor, job.id)
         forget_progress(settings.redis_url, [job.id for job in jobs])
-        connection.execute(text("UPDATE import_jobs SET cleaned_at = now() "
-                                "WHERE id = ANY(:ids)"), {"ids": [job.id for job in jobs]})
+        repository.mark_cleaned(connection, [job.id for job in jobs])
     return len(jobs)
 
 
@@ -79,14 +72,11 @@ def forget_progress(redis_url: str, job_ids: list[uuid.UUID]) -> None:
         client.close()
 
 
-def drop_orphan_staging(cursor: object) -> int:
+def drop_orphan_staging(connection: Connection) -> int:
     """Staging tables whose job is gone or cleaned."""
-    cursor.execute(  # type: ignore[attr-defined]
-        "SELECT t.tablename FROM pg_tables t LEFT JOIN import_jobs j "
-        "ON t.tablename = 'job_' || replace(j.id::text, '-', '') "
-        "WHERE t.schemaname = %s AND (j.id IS NULL OR j.cleaned_at IS NOT NULL)",
-        (staging.SCHEMA,))
-    names = [row[0] for row in cursor.fetchall()]  # type: ignore[attr-defined]
-    for name in names:
-        staging.drop(cursor, uuid.UUID(name.removeprefix("job_")))
-    return len(names)
+    cursor = raw_cursor(connection)
+    staged = staging.staged_jobs(cursor)
+    orphans = staged - repository.uncleaned(connection, staged)
+    for job_id in orphans:
+        staging.drop(cursor, job_id)
+    return len(orphans)

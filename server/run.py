@@ -1,49 +1,62 @@
-"""Run the API and the workers together, in the foreground, until Ctrl-C: a worker for
-all jobs, and one more process that serves small jobs only (the express queue).
+"""Start the service's processes; the one place their command lines are written.
 
-    python -m server.run
+    python -m server.run            the API, a worker and an express worker, until Ctrl-C
+    python -m server.run api        the API alone        (compose, `make api`)
+    python -m server.run worker     a worker for all jobs (compose, `make worker`)
+    python -m server.run express    a worker for small jobs only (the express queue)
+
+The Makefile, docker-compose.yml, the tests and the benchmarks all start processes with
+these commands.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from server.messaging.topology import EXPRESS_QUEUE
-from server.settings import get_settings
+from server.settings import Settings, get_settings
 
 
-def commands() -> list[list[str]]:
-    settings = get_settings()
-    return [
-        [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host", settings.api_host,
-         "--port", str(settings.api_port)],
-        worker_command(),
-        worker_command(concurrency=1, express=True),
-    ]
+def api_command(host: str, port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host", host,
+            "--port", str(port), *extra]
 
 
-def worker_command(concurrency: int = 2, express: bool = False) -> list[str]:
+def worker_command(concurrency: int, queues: Sequence[str] = (),
+                   name: str | None = None) -> list[str]:
+    """A prefork worker (the only pool that enforces time limits), without the broker
+    chatter that would create queues outside the topology."""
     command = [sys.executable, "-m", "celery", "-A", "server.work.celery_app", "worker",
                "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
                "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    if express:
-        command += ["--queues", EXPRESS_QUEUE, "--hostname", "express@%h"]
+    if queues:
+        command += ["--queues", ",".join(queues)]
+    if name:
+        command += ["--hostname", name]
     return command
 
 
-def main() -> int:
-    settings = get_settings()
-    children = [subprocess.Popen(command) for command in commands()]
-    print(f"\n  CSV import is starting\n"
-          f"  upload page: {settings.base_url}/\n"
-          f"  API docs:    {settings.base_url}/docs\n"
-          f"  API key:     {settings.api_key_file} (the upload page asks for it once)\n"
-          f"  from a shell: curl -H \"Authorization: Bearer $(cat {settings.api_key_file})\" "
-          f"-F file=@server/demo/customers.csv -F target=customers {settings.base_url}/imports\n"
-          f"  RabbitMQ:    http://127.0.0.1:15672/ (guest/guest)\n", flush=True)
+def express_command() -> list[str]:
+    """One process for small new jobs only: they never wait behind big ones."""
+    return worker_command(1, [EXPRESS_QUEUE], "express@%h")
+
+
+COMMANDS: dict[str, Callable[[Settings], list[str]]] = {
+    "api": lambda settings: api_command(settings.api_host, settings.api_port),
+    "worker": lambda settings: worker_command(settings.worker_concurrency),
+    "express": lambda _: express_command(),
+}
+
+
+def run_all(settings: Settings) -> int:
+    children = [subprocess.Popen(command(settings)) for command in COMMANDS.values()]
+    print(welcome(settings), flush=True)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -57,5 +70,33 @@ def main() -> int:
     return max((child.returncode or 0) for child in children)
 
 
+def welcome(settings: Settings) -> str:
+    key_file = settings.api_key_file
+    return (f"\n  CSV import is starting\n"
+            f"  upload page: {settings.base_url}/\n"
+            f"  API docs:    {settings.base_url}/docs\n"
+            f"  API key:     {key_file} (the upload page asks for it once)\n"
+            f"  from a shell: curl -H \"Authorization: Bearer $(cat {key_file})\" "
+            f"-F file=@server/demo/customers.csv -F target=customers {settings.base_url}"
+            f"/imports\n"
+            f"  RabbitMQ:    http://127.0.0.1:15672/ (guest/guest)\n")
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    settings = get_settings()
+    which = argv[0] if argv else "all"
+    if which == "all":
+        return run_all(settings)
+    if which not in COMMANDS:
+        print(f"usage: python -m server.run [{'|'.join(['all', *COMMANDS])}]", file=sys.stderr)
+        return 2
+    return become(COMMANDS[which](settings))
+
+
+def become(command: list[str]) -> NoReturn:
+    """This process becomes the command: signals (a container's stop) reach it directly."""
+    os.execv(command[0], command)  # noqa: S606 - one of the service's own command lines
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

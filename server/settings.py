@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # A new job whose file is at most this size goes to the express queue, which a worker
     # process of its own serves: small imports never wait behind big ones.
     express_max_bytes: int = Field(default=16 * 1024**2, ge=0)
+    # Worker processes of `python -m server.run worker` (each loads one job at a time).
+    worker_concurrency: int = Field(default=2, gt=0)
     soft_time_limit_seconds: int = 300
     hard_time_limit_seconds: int = 360
     # A stuck statement returns before the soft time limit fires.

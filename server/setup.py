@@ -7,6 +7,7 @@ and a first API key. Says what is missing instead of a stack trace.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from psycopg2 import sql
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from server import demo
+from server.db import raw_cursor
 from server.jobs.migrate import upgrade
 from server.keys.keys import any_key, create_key
 from server.keys.secret import UnsafeSecret, signing_secret, write_private
@@ -123,8 +126,21 @@ def main() -> int:
     upgrade(settings.database_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
     print("database migrated, broker topology declared;", enable_management())
+    if settings.environment == "local":
+        print(demo_table(settings))
     print(first_key(settings))
     return 0
+
+
+def demo_table(settings: Settings) -> str:
+    """A local install gets the demo table, for the sample file (never in production)."""
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.begin() as connection:
+            demo.create_table(raw_cursor(connection))
+    finally:
+        engine.dispose()
+    return f"demo table: {demo.TABLE} (try {os.path.relpath(demo.SAMPLE)})"
 
 
 def first_key(settings: Settings) -> str:

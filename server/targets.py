@@ -74,6 +74,19 @@ def is_allowed(name: str, allow_list: list[str]) -> bool:
     return False
 
 
+def allowed_tables(connection: Connection, allow_list: list[str]) -> list[str]:
+    """The tables the allow-list names, a `schema.*` entry read as the tables it holds."""
+    names = []
+    for entry in allow_list:
+        schema, table = split_name(entry)
+        if table != "*":
+            names.append(f"{schema}.{table}")
+            continue
+        rows = connection.execute(_TABLES, {"schema": schema})
+        names += [f"{schema}.{row.tablename}" for row in rows]
+    return names
+
+
 def load_target(connection: Connection, name: str, allow_list: list[str]) -> Target:
     """Reflect an allowed table, or raise UnknownTarget naming it."""
     if not is_allowed(name, allow_list):
@@ -108,6 +121,8 @@ def _column(row: object) -> Column:
         labels=tuple(row.labels or ()),  # type: ignore[attr-defined]
     )
 
+
+_TABLES = text("SELECT tablename FROM pg_tables WHERE schemaname = :schema ORDER BY tablename")
 
 _RELATION = text(
     """

@@ -20,7 +20,8 @@ class DeadLetter:
 
 
 def message_count(connection: Connection, queue: str) -> int:
-    count: int = connection.default_channel.queue_declare(queue, passive=True).message_count
+    channel: Any = connection.default_channel
+    count: int = channel.queue_declare(queue, passive=True).message_count
     return count
 
 
@@ -28,13 +29,13 @@ def dead_letters(connection: Connection) -> list[DeadLetter]:
     """Everything in the dead-letter queue; the messages are put back afterwards."""
     dead = next(q for q in topology.build(get_settings()).queues
                 if q.name == topology.DEAD_QUEUE)
-    channel = connection.channel()
+    channel: Any = connection.channel()
     bound = dead(channel)
     found, held = [], []
     while (message := bound.get(no_ack=False)) is not None:
         held.append(message)
-        args = json.loads(message.body)[0]
-        deaths = message.headers.get("x-death") or [{}]
+        args = json.loads(message.body or "[[]]")[0]
+        deaths: Any = message.headers.get("x-death") or [{}]
         found.append(DeadLetter(args[0], str(deaths[0].get("reason")), dict(message.headers)))
     for message in held:
         message.requeue()

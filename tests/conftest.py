@@ -17,19 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from kombu import Connection
-from sqlalchemy import create_engine
 
-from tests.support import (
-    CUSTOMERS_DDL,
-    ROOT,
-    TEST_SCHEMA,
-    Database,
-    Process,
-    bearer,
-    free_port,
-    start_api,
-    start_worker,
-)
+from tests import harness
+from tests.harness import ROOT, Database, Process, bearer, free_port, start_api, start_worker
+from tests.support import CUSTOMERS_DDL, TEST_SCHEMA
 
 ARTIFACTS = ROOT / "test-artifacts"
 API_PORT = free_port()
@@ -53,7 +44,6 @@ ENV = {
 os.environ.update(ENV)
 
 from server import setup  # noqa: E402
-from server.keys.keys import create_key  # noqa: E402
 from server.messaging import topology  # noqa: E402
 from server.settings import get_settings  # noqa: E402
 
@@ -69,16 +59,12 @@ def log_dir() -> Path:
 def prepared() -> None:
     get_settings.cache_clear()
     assert setup.main() == 0, "the test services are not ready (see above)"
-    Database(db_dsn()).execute(f"CREATE SCHEMA IF NOT EXISTS {TEST_SCHEMA}")
-
-
-def db_dsn() -> str:
-    return ENV["DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql://")
+    Database(ENV["DATABASE_URL"]).execute(f"CREATE SCHEMA IF NOT EXISTS {TEST_SCHEMA}")
 
 
 @pytest.fixture(scope="session")
 def db(prepared: None) -> Database:
-    return Database(db_dsn())
+    return Database(ENV["DATABASE_URL"])
 
 
 @pytest.fixture(scope="session")
@@ -100,12 +86,7 @@ MakeKey = Callable[..., str]
 def make_key(prepared: None) -> MakeKey:
     """A new API key for a tenant (limited to some targets, if given)."""
     def make(tenant: str = "tests", targets: list[str] | None = None) -> str:
-        engine = create_engine(ENV["DATABASE_URL"])
-        try:
-            with engine.begin() as connection:
-                return create_key(connection, tenant, "made by a test", targets)[1]
-        finally:
-            engine.dispose()
+        return harness.make_key(ENV["DATABASE_URL"], tenant, targets)
     return make
 
 
@@ -144,7 +125,7 @@ def workers(broker: Connection, log_dir: Path) -> Iterator[StartWorker]:
 
     def start(concurrency: int = 1, queue: str | None = None, **settings: Any) -> Process:
         env = dict(os.environ, **{name.upper(): str(value) for name, value in settings.items()})
-        worker = start_worker(env, log_dir, concurrency, queue)
+        worker = start_worker(env, log_dir, concurrency, [queue] if queue else [])
         started.append(worker)
         return worker
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
-
-from sqlalchemy import Row
 
 from server.api.accept import accept
 from server.api.options import parse_options
 from server.api.upload import Upload
 from server.db import worker_engine
+from server.jobs.model import Job
 from server.jobs.repository import get_job, mark_published
 from server.keys.keys import Tenant
 from server.loading.segment import Outcome, ProgressHook, Segment, load_segment
@@ -24,7 +22,7 @@ from server.storage import LocalStorage
 
 
 def load(content: bytes, target: str, on_progress: ProgressHook | None = None,
-         **fields: str) -> Row[Any]:
+         **fields: str) -> Job:
     settings = get_settings()
     storage = LocalStorage(settings.upload_dir)
     key = f"{uuid.uuid4()}.csv"

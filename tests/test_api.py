@@ -14,15 +14,8 @@ from kombu import Connection
 from server.messaging.topology import EXPRESS_QUEUE, WORK_QUEUE
 from tests.broker import message_count
 from tests.conftest import ENV, MakeTable
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Database,
-    Process,
-    csv_bytes,
-    customer_rows,
-    upload,
-    wait_for_job,
-)
+from tests.harness import Database, Process
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 GOOD = csv_bytes(CUSTOMER_COLUMNS, customer_rows(3))
 LIMIT = int(ENV["MAX_UPLOAD_BYTES"])

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS, MakeTable
-from tests.support import CUSTOMER_COLUMNS, Process, csv_bytes, customer_rows
+from tests.harness import Process
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),

@@ -18,16 +18,8 @@ from kombu import Connection, Exchange, Producer
 from server.messaging.topology import EXCHANGE, WORK_KEY
 from tests.broker import dead_letters
 from tests.conftest import ENV, MakeTable, StartWorker
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    ROOT,
-    Database,
-    csv_bytes,
-    customer_rows,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import ROOT, Database, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 
 def dlq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from server.loading.checkpoint import Checkpoint
+from server.jobs.model import Checkpoint
 from server.settings import get_settings
 from tests.conftest import MakeTable
+from tests.harness import Database
 from tests.inprocess import load
-from tests.support import CUSTOMER_COLUMNS, Database, csv_bytes, customer_rows
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows
 
 
 def test_a_runner_whose_checkpoint_moved_leaves_without_loading_or_failing_anything(

@@ -20,8 +20,9 @@ from server.keys import tokens
 from server.keys.keys import digest
 from server.keys.secret import UnsafeSecret, local_secret, signing_secret
 from server.settings import Settings
-from tests.conftest import ENV, db_dsn
-from tests.support import ROOT, Database, bearer, keys_command
+from tests.conftest import ENV
+from tests.harness import ROOT, Database, bearer
+from tests.support import keys_command
 
 JOB = uuid.UUID("6f1c7f4e-9d0a-4a53-8d5e-2b1c0e7a9f10")
 SECRET = b"s" * 32
@@ -91,7 +92,7 @@ def test_a_token_opens_one_job_of_one_tenant_until_it_expires() -> None:
 
 def test_a_short_secret_is_refused_and_production_needs_one() -> None:
     with pytest.raises(ValidationError, match="at least 32"):
-        Settings(secret_key="changethis")
+        Settings(secret_key="changethis")  # noqa: S106 - the weak secret it refuses
     with pytest.raises(UnsafeSecret, match="SECRET_KEY"):
         signing_secret(Settings(secret_key="", environment="production"))
     assert signing_secret(Settings(secret_key="k" * 32, environment="production")) == b"k" * 32
@@ -113,7 +114,7 @@ def fresh_database(prepared: None) -> Iterator[str]:
     """An empty database of its own, as on a fresh clone."""
     url = make_url(ENV["DATABASE_URL"])
     name = f"{url.database}_fresh_{os.getpid()}"
-    server = Database(db_dsn()).connect()  # DROP DATABASE runs outside a transaction
+    server = Database(ENV["DATABASE_URL"]).connect()  # DROP DATABASE runs outside a transaction
     try:
         server.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
         yield url.set(database=name).render_as_string(hide_password=False)

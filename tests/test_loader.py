@@ -20,15 +20,8 @@ from server.progress.events import snapshot_key
 from server.settings import get_settings
 from server.targets import Column
 from tests.conftest import ENV, MakeTable, StartWorker
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Database,
-    csv_bytes,
-    customer_rows,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import Database, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 COLUMNS = [
     Column("id", "int8", False, False),

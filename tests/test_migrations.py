@@ -6,8 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from server.jobs.tables import metadata
-from server.keys import tables as key_tables  # noqa: F401 - api_keys joins the metadata
+from server.db import metadata
+from server.jobs import tables as job_tables  # noqa: F401 - the tables join the metadata
+from server.keys import tables as key_tables  # noqa: F401
 from tests.conftest import ENV
 
 

@@ -21,19 +21,9 @@ from server.progress.events import snapshot_key, stream_key
 from server.settings import Settings
 from server.storage import LocalStorage
 from tests.broker import message_count
-from tests.conftest import ENV, MakeTable, StartWorker, db_dsn
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Database,
-    Process,
-    csv_bytes,
-    customer_rows,
-    free_port,
-    start_api,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.conftest import ENV, MakeTable, StartWorker
+from tests.harness import Database, Process, free_port, start_api, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 
 def metric(body: str, name: str) -> float:
@@ -134,7 +124,7 @@ def test_a_transient_database_fault_is_retried_with_growing_delays_in_the_broker
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000))
     target, reference = table(), db.reference(table(), content)
     job_id = upload(client, content, target).json()["id"]
-    url = db_dsn().replace("postgresql://postgres@", f"postgresql+psycopg2://{flaky_role}@")
+    url = ENV["DATABASE_URL"].replace("postgres@", f"{flaky_role}@")
     worker = workers(batch_rows=500, database_url=url, one_transaction_max_bytes=0)
     wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
                                 (job_id,)), 60, "no batch was committed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 from kombu import Connection
@@ -11,17 +12,8 @@ from kombu import Connection
 from server.messaging.topology import EXPRESS_QUEUE
 from tests.broker import dead_letters, message_count
 from tests.conftest import ENV, MakeTable, StartWorker
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    ROOT,
-    Database,
-    Process,
-    csv_bytes,
-    customer_rows,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import ROOT, Database, Process, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 
 def test_a_100k_row_file_lands_exactly_once(
@@ -171,7 +163,8 @@ def test_a_job_the_api_committed_but_never_published_is_published_by_the_sweeper
     job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), target).json()["id"]
     # The state a crash between commit and publish leaves: a queued job and no message.
     wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 1, 10)
-    broker.default_channel.queue_purge(EXPRESS_QUEUE)
+    channel: Any = broker.default_channel
+    channel.queue_purge(EXPRESS_QUEUE)
     db.execute("UPDATE import_jobs SET published_at = NULL, created_at = now() - interval "
                "'1 minute' WHERE id = %s", (job_id,))
 

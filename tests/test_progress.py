@@ -9,27 +9,17 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
+from server.client import Event, read_events
 from server.progress.events import stream_key
 from tests.conftest import ENV, MakeTable, StartWorker
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Event,
-    Process,
-    bearer,
-    csv_bytes,
-    customer_rows,
-    free_port,
-    parse_events,
-    start_api,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import Process, bearer, free_port, start_api, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -43,7 +33,7 @@ def subscribe(client: httpx.Client, url: str, last_id: str | None = None,
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert "content-encoding" not in response.headers
-        for event in parse_events(response.iter_lines()):
+        for event in read_events(response.iter_lines()):
             events.append(event)
             if len(events) == stop_after:
                 break
@@ -52,7 +42,8 @@ def subscribe(client: httpx.Client, url: str, last_id: str | None = None,
 
 def stream_ids(job_id: str) -> list[str]:
     client = redis.Redis.from_url(ENV["REDIS_URL"])
-    return [entry_id.decode() for entry_id, _ in client.xrange(stream_key(job_id))]
+    entries: list[tuple[bytes, Any]] = client.xrange(stream_key(job_id))  # type: ignore[assignment]
+    return [entry_id.decode() for entry_id, _ in entries]
 
 
 def test_events_arrive_in_order_and_a_reconnect_misses_nothing(
@@ -108,7 +99,7 @@ async def many_subscribers(url: str, count: int) -> list[list[Event]]:
         async def one() -> list[Event]:
             async with http.stream("GET", url) as response:
                 lines = [line async for line in response.aiter_lines()]
-            return list(parse_events(iter(lines)))
+            return list(read_events(iter(lines)))
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
@@ -174,7 +165,7 @@ def test_with_redis_gone_the_import_finishes_and_subscribers_see_the_end(
             workers(batch_rows=500, redis_url=url)
             events = []
             with http.stream("GET", job["events_url"], timeout=120) as response:
-                for event in parse_events(response.iter_lines()):
+                for event in read_events(response.iter_lines()):
                     events.append(event)
                     if event.kind == "progress" and server.poll() is None:
                         server.send_signal(signal.SIGKILL)

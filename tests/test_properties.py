@@ -7,14 +7,14 @@ import csv
 import io
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.harness import Database
 from tests.inprocess import load
-from tests.support import Database
 
 DDL = "(id int PRIMARY KEY, t text, n bigint, b boolean, d date, x numeric(12, 3))"
 HEADER = ["id", "t", "n", "b", "d", "x"]
@@ -57,7 +57,7 @@ def to_csv(rows: list[tuple[Any, ...]], delimiter: str, newline: str, encoding: 
     # Python's writer quotes a line end only if it is part of its own line terminator;
     # spreadsheets quote any field holding one, so the test does too.
     breaks = any(isinstance(v, str) and ("\r" in v or "\n" in v) for row in rows for v in row)
-    quoting = csv.QUOTE_ALL if breaks else csv.QUOTE_MINIMAL
+    quoting: Literal[0, 1] = csv.QUOTE_ALL if breaks else csv.QUOTE_MINIMAL
     writer = csv.writer(out, delimiter=delimiter, lineterminator=newline, quoting=quoting)
     writer.writerow(HEADER)
     writer.writerows([[written(value) for value in row] for row in rows])

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import MakeTable
-from tests.support import Database, Process, upload, wait_for_job
+from tests.harness import Database, Process
+from tests.support import upload, wait_for_job
 
 NAMES = "(id int PRIMARY KEY, name text)"
 U1 = "8c1e7a52-8f2b-4b7f-9a3e-2a9c0f6d1b10"
@@ -31,7 +32,7 @@ class Case:
     rows: list[tuple[Any, ...]]
     refused: list[tuple[int, str | None, str]] = field(default_factory=list)
     ddl: str = NAMES
-    options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     # Rows that passed every check, when that differs from the rows that land (an upsert
     # that names a key twice lands it once).
     loaded: int | None = None
@@ -205,7 +206,7 @@ def test_refused_rows_fixed_and_uploaded_again_complete_the_table(
 @pytest.mark.parametrize("budget", [{"max_errors": "1"}, {"max_error_rate": "0.2"}])
 def test_an_import_over_its_error_budget_fails_and_leaves_the_target_as_it_was(
     client: httpx.Client, worker: Process, table: MakeTable, db: Database,
-    budget: dict[str, str],
+    budget: dict[str, Any],
 ) -> None:
     target = table(NAMES)
     db.execute(f"INSERT INTO {target} SELECT g, 'before ' || g FROM generate_series(1, 5) g")

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from tests.conftest import MakeKey, MakeTable
-from tests.support import TEST_SCHEMA, Database, Process, bearer, wait_for_job
+from tests.harness import Database, Process, bearer
+from tests.support import TEST_SCHEMA, wait_for_job
 
 CANARY = f"{TEST_SCHEMA}.canary"
 
@@ -119,8 +120,9 @@ def send(client: httpx.Client, attempt: Attempt) -> httpx.Response:
     if key is not None and (b"\x00" in key or key != key.strip()):
         attempt.headers = {}  # HTTP itself cannot carry it
     boundary = uuid.uuid4().hex
-    return client.post("/imports", content=multipart(attempt, boundary), headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}", **attempt.headers})
+    headers = {b"Content-Type": f"multipart/form-data; boundary={boundary}".encode(),
+               **{name.encode(): value for name, value in attempt.headers.items()}}
+    return client.post("/imports", content=multipart(attempt, boundary), headers=headers)
 
 
 def multipart(attempt: Attempt, boundary: str) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -21,11 +21,9 @@ import pytest
 from server.keys import tokens
 from server.keys.keys import digest
 from tests.conftest import ENV, MakeKey, MakeTable
+from tests.harness import Database, Process, bearer
 from tests.support import (
     CUSTOMER_COLUMNS,
-    Database,
-    Process,
-    bearer,
     csv_bytes,
     customer_rows,
     keys_command,
@@ -74,7 +72,8 @@ def not_found(response: httpx.Response, job_id: str) -> bool:
 
 
 def token_of(job: dict[str, Any]) -> str:
-    return parse_qs(urlparse(job["events_url"]).query)["token"][0]
+    url: str = job["events_url"]
+    return parse_qs(urlparse(url).query)["token"][0]
 
 
 def events(http: httpx.Client, job_id: str, token: str | None = None) -> httpx.Response:
@@ -200,9 +199,11 @@ def revoked_key(make_key: MakeKey, db: Database) -> str:
 def test_without_a_valid_key_every_endpoint_answers_401(
     api: str, make_key: MakeKey, db: Database, finished_job: dict[str, Any], credentials: str,
 ) -> None:
-    headers = {"missing": lambda: {}, "wrong": lambda: bearer("csvi_" + "x" * 43),
-               "revoked": lambda: bearer(revoked_key(make_key, db)),
-               "not bearer": lambda: {"Authorization": "Basic dXNlcjpwYXNz"}}[credentials]()
+    made: dict[str, Callable[[], dict[str, str]]] = {
+        "missing": dict, "wrong": lambda: bearer("csvi_" + "x" * 43),
+        "revoked": lambda: bearer(revoked_key(make_key, db)),
+        "not bearer": lambda: {"Authorization": "Basic dXNlcjpwYXNz"}}
+    headers = made[credentials]()
     with httpx.Client(base_url=api, headers=headers, timeout=30) as http:
         answers = [http.request(method, path.format(id=finished_job["id"]))
                    for method, path in CALLS]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeTable
-from tests.support import ROOT, Process
+from tests.harness import ROOT, Process
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from kombu import Connection
 
 from server.messaging import topology
 from server.settings import Settings
-from tests.support import ROOT, Process, wait_until
+from tests.harness import ROOT, Process, wait_until
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
 
@@ -32,8 +32,8 @@ def test_the_dead_letter_route_is_declared_before_the_queues_that_use_it() -> No
     assert names.index(topology.DEAD_QUEUE) < names.index(topology.WORK_QUEUE)
     assert next(e.name for e in built.exchanges) == topology.DEAD_EXCHANGE
     dead = next(q for q in built.queues if q.name == topology.DEAD_QUEUE)
-    assert "x-message-ttl" not in dead.queue_arguments
-    assert "x-max-length" not in dead.queue_arguments
+    assert "x-message-ttl" not in (dead.queue_arguments or {})
+    assert "x-max-length" not in (dead.queue_arguments or {})
 
 
 def management(path: str) -> Any:

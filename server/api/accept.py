@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from server.api.errors import ApiError
@@ -19,6 +19,7 @@ from server.csvfile.detect import HEAD_BYTES, EmptyFile, Layout, NotText, detect
 from server.csvfile.head import HEADER_LIMIT, HeadProblem, read_head
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
 from server.jobs import repository
+from server.jobs.model import Job
 from server.keys.keys import Tenant
 from server.settings import Settings
 from server.storage import Storage
@@ -32,7 +33,7 @@ class DuplicateKey(Exception):
 def accept(
     engine: Engine, storage: Storage, settings: Settings, tenant: Tenant, upload: Upload,
     options: ImportOptions, idempotency_key: str | None,
-) -> Row[Any]:
+) -> Job:
     layout, header, data_offset, data_line = read_header(storage, upload.key, options)
     job_id = uuid.UUID(upload.key.removesuffix(".csv"))
     try:
@@ -40,10 +41,9 @@ def accept(
             target = _load_target(connection, tenant, options.target, settings)
             column_map = match_header(header, target, options.mapping)
             keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
-            repository.insert_job(connection, _job_values(
+            job = repository.insert_job(connection, _job_values(
                 job_id, tenant, upload, options, target.name, layout, header, column_map,
                 keys, data_offset, data_line, idempotency_key))
-            job = repository.get_job(connection, job_id)
     except UnknownTarget as error:
         raise ApiError(422, "unknown_target", str(error), target=options.target) from None
     except HeaderProblem as problem:
@@ -53,7 +53,6 @@ def accept(
             raise DuplicateKey from None
         raise
     crash_point(settings, "after_commit")
-    assert job is not None
     return job
 
 
@@ -98,6 +97,6 @@ def _job_values(
         "sha256": upload.sha256, "encoding": layout.encoding, "delimiter": layout.delimiter,
         "line_terminator": layout.terminator, "header": header,
         "column_map": column_map.columns, "extra_columns": column_map.extra,
-        "options": options.stored(), "idempotency_key": idempotency_key,
+        "options": options.job_options().to_json(), "idempotency_key": idempotency_key,
         "checkpoint_offset": data_offset, "checkpoint_line": data_line,
     }

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from kombu import Connection
 
 from server.api import errors, imports, metrics, operations, sweeper
 from server.api.deps import Services
+from server.api.schemas import ProgressEvent
 from server.db import api_engine
 from server.keys.secret import signing_secret
 from server.messaging import topology
@@ -45,10 +48,24 @@ def create_app() -> FastAPI:
     app = FastAPI(title="CSV import", version="0.1.0", lifespan=lifespan,
                   description="Upload CSV files; their rows land in PostgreSQL exactly once.")
     errors.install(app)
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     app.include_router(imports.router)
     app.include_router(operations.router)
     app.include_router(metrics.router)
     return app
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the model of the events that the event stream carries."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version,
+                               description=app.description, routes=app.routes)
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas[ProgressEvent.__name__] = ProgressEvent.model_json_schema(
+            ref_template="#/components/schemas/{model}")
+        schemas.update(schemas[ProgressEvent.__name__].pop("$defs", {}))
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 app = create_app()

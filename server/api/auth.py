@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Row
 
 from server.api.deps import Services, ServicesDep
 from server.api.errors import ApiError, job_not_found
 from server.jobs import repository
+from server.jobs.model import Job
 from server.keys import tokens
 from server.keys.keys import Tenant, find_tenant
 
@@ -62,7 +62,7 @@ def events_tenant(
 EventsTenantDep = Annotated[Tenant, Depends(events_tenant)]
 
 
-def events_token(services: Services, job: Row[Any]) -> str:
+def events_token(services: Services, job: Job) -> str:
     expires = int(time.time()) + services.settings.events_token_seconds
     return tokens.sign(services.secret, job.id, job.tenant, expires)
 

@@ -1,14 +1,14 @@
-"""Routes of /imports: upload, list, inspect, refused rows, cancel."""
+"""Routes of /imports: upload, list, inspect, refused rows, cancel, live progress."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import Row
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -18,11 +18,21 @@ from server.api.auth import EventsTenantDep, TenantDep, events_token
 from server.api.deps import Services, ServicesDep
 from server.api.errors import job_not_found
 from server.api.options import UPLOAD_FORM, parse_options
+from server.api.schemas import (
+    JobPage,
+    JobView,
+    ProgressEvent,
+    RefusedPage,
+    errors,
+    json_errors,
+)
 from server.api.views import job_view, refused_csv, refused_view
 from server.jobs import repository
+from server.jobs.model import Job
+from server.jobs.status import FINISHED, JobStatus
 from server.keys.keys import Tenant
 from server.messaging.publish import publish_job
-from server.progress.events import event_fields
+from server.progress.events import Progress, event_fields
 from server.progress.reader import follow
 from server.progress.writer import ProgressWriter
 
@@ -35,15 +45,20 @@ LARGEST = 2**62
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
+class EventStream(EventSourceResponse):
+    media_type = "text/event-stream"
+
+
 @router.post("", status_code=202, summary="Upload a CSV file and start importing it",
-             openapi_extra={"requestBody": UPLOAD_FORM})
+             openapi_extra={"requestBody": UPLOAD_FORM},
+             responses=errors(400, 401, 408, 413, 415, 422))
 async def create_import(
-    request: Request, services: ServicesDep, tenant: TenantDep,
+    request: Request, response: Response, services: ServicesDep, tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> JobView:
     idempotency_key = idempotency_key or None
     if idempotency_key and (first := await _by_key(services, tenant, idempotency_key)):
-        return _accepted(first, request, services, replayed=True)
+        return _accepted(first, request, response, services, replayed=True)
     key = f"{uuid.uuid4()}.csv"
     received = await upload.receive(request, services.storage, key,
                                     services.settings.max_upload_bytes,
@@ -57,12 +72,12 @@ async def create_import(
         services.storage.delete(key)
         first = await _by_key(services, tenant, idempotency_key or "")
         assert first is not None
-        return _accepted(first, request, services, replayed=True)
+        return _accepted(first, request, response, services, replayed=True)
     except BaseException:
         services.storage.delete(key)
         raise
     await run_in_threadpool(publish_now, services, job.id, job.bytes_total)
-    return _accepted(job, request, services, replayed=False)
+    return _accepted(job, request, response, services, replayed=False)
 
 
 def publish_now(services: Services, job_id: uuid.UUID, size: int) -> None:
@@ -76,87 +91,113 @@ def publish_now(services: Services, job_id: uuid.UUID, size: int) -> None:
         repository.mark_published(connection, job_id)
 
 
-async def _by_key(services: Services, tenant: Tenant, key: str) -> Row[Any] | None:
-    def find() -> Row[Any] | None:
+async def _by_key(services: Services, tenant: Tenant, key: str) -> Job | None:
+    def find() -> Job | None:
         with services.engine.connect() as connection:
             return repository.job_by_idempotency_key(connection, tenant.name, key)
     return await run_in_threadpool(find)
 
 
-def _view(job: Row[Any], request: Request, services: Services) -> dict[str, Any]:
-    return job_view(job, request, events_token(services, job))
+def _view(job: Job, request: Request, services: Services) -> JobView:
+    url = str(request.url_for("get_import", job_id=str(job.id)))
+    return job_view(job, url, events_token(services, job))
 
 
-def _accepted(job: Row[Any], request: Request, services: Services,
-              replayed: bool) -> JSONResponse:
-    body = _view(job, request, services)
-    headers = {"Location": body["url"]}
+def _accepted(job: Job, request: Request, response: Response, services: Services,
+              replayed: bool) -> JobView:
+    view = _view(job, request, services)
+    response.headers["Location"] = view.url
     if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body, status_code=202, headers=headers)
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
 
 
-@router.get("", summary="Recent imports, newest first")
+@router.get("", summary="Recent imports, newest first", responses=errors(401, 422))
 def list_imports(
     request: Request, services: ServicesDep, tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=LARGEST)] = 0,
-) -> dict[str, Any]:
+) -> JobPage:
     with services.engine.connect() as connection:
         jobs = repository.list_jobs(connection, tenant.name, limit + 1, offset)
     more = len(jobs) > limit
     next_url = str(request.url.include_query_params(offset=offset + limit)) if more else None
-    return {"items": [_view(job, request, services) for job in jobs[:limit]], "next": next_url}
+    return JobPage(items=[_view(job, request, services) for job in jobs[:limit]], next=next_url)
 
 
-@router.get("/{job_id}", summary="One import: status, counts, checkpoints, error")
+@router.get("/{job_id}", summary="One import: status, counts, checkpoints, error",
+            responses=errors(401, 404, 422))
 def get_import(
     job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
-) -> dict[str, Any]:
+) -> JobView:
     return _view(_job(services, tenant, job_id), request, services)
 
 
-@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running import")
+@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running import",
+             responses=errors(401, 404, 422))
 def cancel_import(
     job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
-) -> dict[str, Any]:
+) -> JobView:
     _job(services, tenant, job_id)
     with services.engine.begin() as connection:
         job = repository.request_cancel(connection, job_id)
     assert job is not None
-    if job.status == "cancelled":
+    if job.status is JobStatus.CANCELLED:
         # No worker will see a job cancelled while queued: say so here.
         writer = ProgressWriter(services.settings.redis_url)
-        writer.write(job.id, event_fields(job))
+        writer.write(job.id, event_fields(Progress.of(job)))
         writer.close()
     return _view(job, request, services)
 
 
+# Each event of the stream (OpenAPI before 3.2 has `schema` describe one event).
+_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "enum": ["progress", *sorted(FINISHED)]},
+    "id": {"type": "string", "description": "resume after it with Last-Event-ID"},
+    "data": {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": {"$ref": f"#/components/schemas/{ProgressEvent.__name__}"}},
+}}
+_EVENTS = {200: {"description": "A stream of Server-Sent Events: the current state first, "
+                 "then an event after each committed batch, each `data` a JSON "
+                 f"`{ProgressEvent.__name__}`; it ends after a `completed`, `failed` or "
+                 "`cancelled` event.",
+                 "content": {"text/event-stream": {"schema": _EVENT}}},
+           **json_errors(401, 404, 422)}
+
+
 @router.get("/{job_id}/events", summary="Live progress as Server-Sent Events (with an API "
-            "key, or with the token of the job's `events_url`)", response_model=None)
+            "key, or with the token of the job's `events_url`)", response_class=EventStream,
+            responses=_EVENTS)
 async def import_events(
     job_id: uuid.UUID, services: ServicesDep, tenant: EventsTenantDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     await run_in_threadpool(_job, services, tenant, job_id)
 
-    async def load_job() -> Row[Any]:
+    async def load_job() -> Job:
         return await run_in_threadpool(_job, services, tenant, job_id)
 
     events = follow(job_id, last_event_id, services.settings.redis_url, load_job)
     # Proxies must not buffer the stream (and it is never gzipped).
-    return EventSourceResponse(events, ping=PING_SECONDS,
-                               headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+    return EventStream(events, ping=PING_SECONDS,
+                       headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+
+
+_REFUSED_CSV = {200: {"description": "JSON pages, or with `format=csv` (or `Accept: text/csv`) "
+                      "a CSV file: the file's header, each refused line as it was, and a last "
+                      "column saying why.",
+                      "content": {"text/csv": {"schema": {"type": "string"}}}},
+                **errors(401, 404, 422)}
 
 
 @router.get("/{job_id}/errors", summary="Refused rows: JSON pages, or CSV with Accept: text/csv "
-            "(or ?format=csv, for links)", response_model=None)
-def refused_rows(
+            "(or ?format=csv, for links)", response_model=RefusedPage, responses=_REFUSED_CSV)
+def list_refused(
     job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep,
     after_line: Annotated[int, Query(ge=0, le=LARGEST)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     format: Annotated[str | None, Query(pattern="^(csv|json)$")] = None,
-) -> dict[str, Any] | StreamingResponse:
+) -> RefusedPage | StreamingResponse:
     job = _job(services, tenant, job_id)
     if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
         return StreamingResponse(
@@ -166,15 +207,15 @@ def refused_rows(
         rows = repository.refused_page(connection, job_id, after_line, limit)
     next_url = (str(request.url.include_query_params(after_line=rows[-1].line))
                 if len(rows) == limit else None)
-    return {"items": [refused_view(row) for row in rows], "next": next_url}
+    return RefusedPage(items=[refused_view(row) for row in rows], next=next_url)
 
 
-def _csv_stream(services: Services, job: Row[Any]) -> Any:
+def _csv_stream(services: Services, job: Job) -> Iterator[str]:
     with services.engine.connect() as connection:
         yield from refused_csv(job, repository.iter_refused(connection, job.id))
 
 
-def _job(services: Services, tenant: Tenant, job_id: uuid.UUID) -> Row[Any]:
+def _job(services: Services, tenant: Tenant, job_id: uuid.UUID) -> Job:
     with services.engine.connect() as connection:
         job = repository.tenant_job(connection, tenant.name, job_id)
     if job is None:

@@ -1,9 +1,9 @@
-"""Routes for operators and page builders: health and targets."""
+"""Routes for operators and page builders: the page, health and targets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import redis
 from fastapi import APIRouter
@@ -12,9 +12,9 @@ from kombu import Connection
 from sqlalchemy import text
 
 from server.api.auth import TenantDep
-from server.api.deps import ServicesDep
-from server.settings import Settings
-from server.targets import Target, UnknownTarget, load_target, split_name
+from server.api.deps import Services, ServicesDep
+from server.api.schemas import Check, ColumnView, Health, TargetList, TargetView, errors
+from server.targets import Target, UnknownTarget, allowed_tables, load_target
 
 router = APIRouter(tags=["operations"])
 TIMEOUT = 3.0
@@ -26,30 +26,32 @@ def upload_page() -> FileResponse:
     return FileResponse(PAGE, media_type="text/html")
 
 
-@router.get("/health", summary="PostgreSQL, Redis and RabbitMQ, each checked for real")
+@router.get("/health", summary="PostgreSQL, Redis and RabbitMQ, each checked for real",
+            responses={503: {"model": Health, "description": "A service is down: its check "
+                             "says why"}})
 def health(services: ServicesDep) -> JSONResponse:
     checks = {"postgresql": _check(_postgres, services),
               "redis": _check(_redis, services),
               "rabbitmq": _check(_rabbitmq, services)}
-    healthy = all(check["ok"] for check in checks.values())
-    return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
-                        status_code=200 if healthy else 503)
+    healthy = all(check.ok for check in checks.values())
+    body = Health(status="ok" if healthy else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if healthy else 503)
 
 
-def _check(probe: Any, services: ServicesDep) -> dict[str, Any]:
+def _check(probe: Callable[[Services], None], services: Services) -> Check:
     try:
         probe(services)
     except Exception as error:  # noqa: BLE001 - any failure means the service is down
-        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
-    return {"ok": True}
+        return Check(ok=False, error=f"{type(error).__name__}: {error}")
+    return Check(ok=True)
 
 
-def _postgres(services: ServicesDep) -> None:
+def _postgres(services: Services) -> None:
     with services.engine.connect() as connection:
         connection.execute(text("SELECT 1"))
 
 
-def _redis(services: ServicesDep) -> None:
+def _redis(services: Services) -> None:
     client = redis.Redis.from_url(services.settings.redis_url, socket_timeout=TIMEOUT,
                                   socket_connect_timeout=TIMEOUT)
     try:
@@ -58,45 +60,30 @@ def _redis(services: ServicesDep) -> None:
         client.close()
 
 
-def _rabbitmq(services: ServicesDep) -> None:
+def _rabbitmq(services: Services) -> None:
     with Connection(services.settings.broker_url, connect_timeout=TIMEOUT) as connection:
         connection.ensure_connection(max_retries=1)
 
 
-@router.get("/targets", summary="Tables that imports are allowed into, with their columns")
-def targets(services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
+@router.get("/targets", summary="Tables that imports are allowed into, with their columns",
+            responses=errors(401))
+def targets(services: ServicesDep, tenant: TenantDep) -> TargetList:
+    allow_list = services.settings.import_targets
+    found = []
     with services.engine.connect() as connection:
-        names = [name for name in allowed_tables(connection, services.settings)
-                 if tenant.allows(name)]
-        found = []
-        for name in names:
+        for name in allowed_tables(connection, allow_list):
+            if not tenant.allows(name):
+                continue
             try:
-                found.append(_target_view(load_target(connection, name,
-                                                      services.settings.import_targets)))
+                found.append(_target_view(load_target(connection, name, allow_list)))
             except UnknownTarget:
                 continue
-    return {"items": found}
+    return TargetList(items=found)
 
 
-def allowed_tables(connection: Any, settings: Settings) -> list[str]:
-    names = []
-    for entry in settings.import_targets:
-        schema, table = split_name(entry)
-        if table != "*":
-            names.append(f"{schema}.{table}")
-            continue
-        rows = connection.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = :schema ORDER BY tablename"),
-            {"schema": schema})
-        names += [f"{schema}.{row.tablename}" for row in rows]
-    return names
-
-
-def _target_view(target: Target) -> dict[str, Any]:
-    return {
-        "name": target.name,
-        "primary_key": list(target.primary_key),
-        "unique_keys": {name: list(cols) for name, cols in target.unique_keys.items()},
-        "columns": [{"name": c.name, "type": c.type, "required": c.required,
-                     "nullable": c.nullable} for c in target.columns],
-    }
+def _target_view(target: Target) -> TargetView:
+    return TargetView(
+        name=target.name, primary_key=list(target.primary_key),
+        unique_keys={name: list(columns) for name, columns in target.unique_keys.items()},
+        columns=[ColumnView(name=c.name, type=c.type, required=c.required, nullable=c.nullable)
+                 for c in target.columns])

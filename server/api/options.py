@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from server.api.errors import ApiError
 from server.csvfile.detect import DELIMITERS, ENCODINGS
+from server.jobs.model import JobOptions, Mode
 
 _DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 
@@ -33,7 +33,7 @@ UPLOAD_FORM = {"required": True, "content": {"multipart/form-data": {"schema": {
 
 class ImportOptions(BaseModel):
     target: str = Field(min_length=1, max_length=200)
-    mode: Literal["append", "upsert"] = "append"
+    mode: Mode = "append"
     key: str | None = None
     encoding: str | None = None
     delimiter: str | None = None
@@ -78,10 +78,10 @@ class ImportOptions(BaseModel):
             return json.loads(value) if value.strip() else {}
         return value
 
-    def stored(self) -> dict[str, object]:
+    def job_options(self) -> JobOptions:
         """What the worker needs to know of the options, kept on the job."""
-        return self.model_dump(include={"null_markers", "mapping", "max_errors",
-                                        "max_error_rate"})
+        return JobOptions(tuple(self.null_markers), self.mapping, self.max_errors,
+                          self.max_error_rate)
 
 
 def parse_options(fields: dict[str, str]) -> ImportOptions:

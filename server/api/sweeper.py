@@ -26,11 +26,11 @@ def sweep_once(services: Services) -> int:
     with services.engine.begin() as connection:
         jobs = repository.unpublished_jobs(connection, services.settings.publish_grace_seconds,
                                            BATCH)
-        for job_id, size in jobs:
-            publish_job(services.celery, job_id,
-                        express=size <= services.settings.express_max_bytes)
-            repository.mark_published(connection, job_id)
-            log.info("job %s: published by the sweeper", job_id)
+        for job in jobs:
+            publish_job(services.celery, job.id,
+                        express=job.bytes_total <= services.settings.express_max_bytes)
+            repository.mark_published(connection, job.id)
+            log.info("job %s: published by the sweeper", job.id)
     return len(jobs)
 
 

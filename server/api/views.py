@@ -6,51 +6,32 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
 
-from fastapi import Request
-from sqlalchemy import Row
+from server.api.schemas import JobView, ProblemView, RefusedRowView
+from server.jobs.model import Job, RefusedRow
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def job_view(job: Row[Any], request: Request, events_token: str) -> dict[str, Any]:
+def job_view(job: Job, url: str, events_token: str) -> JobView:
     """The job, and the URLs to follow it; its event stream's URL opens with no key."""
-    url = str(request.url_for("get_import", job_id=str(job.id)))
-    return {
-        "id": str(job.id),
-        "status": job.status,
-        "target": job.target,
-        "mode": job.mode,
-        "file_name": job.file_name,
-        "bytes_total": job.bytes_total,
-        "bytes_done": min(job.checkpoint_offset, job.bytes_total),
-        "rows_loaded": job.rows_loaded,
-        "rows_refused": job.rows_refused,
-        "rows_published": job.rows_published,
-        "sha256": job.sha256,
-        "encoding": job.encoding,
-        "delimiter": job.delimiter,
-        "header": job.header,
-        "extra_columns": job.extra_columns,
-        "error": job.error,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "url": url,
-        "events_url": f"{url}/events?token={events_token}",
-        "errors_url": f"{url}/errors",
-    }
+    return JobView(
+        id=job.id, status=job.status, target=job.target, mode=job.mode,
+        file_name=job.file_name, bytes_total=job.bytes_total, bytes_done=job.bytes_done,
+        rows_loaded=job.rows_loaded, rows_refused=job.rows_refused,
+        rows_published=job.rows_published, sha256=job.sha256, encoding=job.encoding,
+        delimiter=job.delimiter, header=list(job.header), extra_columns=list(job.extra_columns),
+        error=job.error, created_at=job.created_at, started_at=job.started_at,
+        finished_at=job.finished_at, url=url, events_url=f"{url}/events?token={events_token}",
+        errors_url=f"{url}/errors",
+    )
 
 
-def refused_view(row: Row[Any]) -> dict[str, Any]:
-    return {"line": row.line, "column": row.column, "code": row.code, "message": row.message,
-            "raw": row.raw, "errors": row.errors}
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+def refused_view(row: RefusedRow) -> RefusedRowView:
+    return RefusedRowView(line=row.line, column=row.column, code=row.code, message=row.message,
+                          raw=row.raw, errors=[ProblemView.model_validate(problem)
+                                               for problem in row.errors])
 
 
 def neutralise(cell: str) -> str:
@@ -60,7 +41,7 @@ def neutralise(cell: str) -> str:
     return cell
 
 
-def refused_csv(job: Row[Any], rows: Iterable[Row[Any]]) -> Iterator[str]:
+def refused_csv(job: Job, rows: Iterable[RefusedRow]) -> Iterator[str]:
     """The file's own header, each refused line as it was, and a last column saying why."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter=job.delimiter, lineterminator="\r\n")

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from kombu import Connection
 from rich.console import Console
@@ -27,6 +27,7 @@ from sqlalchemy import Engine, create_engine
 from server.deadletters.letters import Selection, parse_duration
 from server.deadletters.replay import Held, Summary, chosen, held_letters, purge, replay
 from server.jobs import repository
+from server.jobs.model import Job
 from server.settings import get_settings
 
 # Piped into a file or another program, lines are not cut to a terminal's width.
@@ -107,7 +108,7 @@ def show(held: list[Held], engine: Engine, job_id: str) -> int:
         console.print(f"  reason={item.letter.reason} deaths={item.letter.deaths} "
                       f"died_at={item.letter.died_at}")
     if job is not None:
-        console.print({key: str(value) for key, value in job._mapping.items()
+        console.print({key: str(value) for key, value in asdict(job).items()
                        if key not in ("header", "column_map")})
     return 0 if mine else 1
 
@@ -127,7 +128,7 @@ def report(verb: str, summary: Summary, dry_run: bool) -> int:
     return 1 if summary.refused else 0
 
 
-def _job(engine: Engine, job_id: str) -> Any:
+def _job(engine: Engine, job_id: str) -> Job | None:
     with engine.connect() as connection:
         return repository.get_job(connection, uuid.UUID(job_id))
 

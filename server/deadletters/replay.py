@@ -17,10 +17,12 @@ from typing import Any
 
 from celery import Celery
 from kombu import Connection
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from server.db import raw_cursor
 from server.deadletters.letters import DeadLetter, Selection, read_letter
 from server.jobs import repository
+from server.jobs.status import JobStatus
 from server.loading import staging
 from server.messaging import topology
 from server.messaging.publish import publish_job
@@ -73,22 +75,11 @@ def why_not(engine: Engine, job_id: str) -> str | None:
         job = repository.get_job(connection, uuid.UUID(job_id))
         if job is None:
             return "no such job"
-        if job.status in ("completed", "cancelled"):
+        if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
             return f"the job is already {job.status}"
-        exists = connection.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {
-            "name": f"{staging.SCHEMA}.job_{job.id.hex}"}).scalar()
-        if job.rows_loaded and not exists:
+        if job.rows_loaded and not staging.exists(raw_cursor(connection), job.id):
             return "its staged rows were removed after the retention period; upload it again"
     return None
-
-
-def reset_for_replay(engine: Engine, job_id: str) -> None:
-    """Back to queued, attempts reset, checkpoint kept; unpublished until confirmed."""
-    with engine.begin() as connection:
-        connection.execute(text(
-            "UPDATE import_jobs SET status = 'queued', error = NULL, retries = 0, "
-            "finished_at = NULL, published_at = NULL, updated_at = now() "
-            "WHERE id = :id AND status IN ('queued', 'running', 'failed')"), {"id": job_id})
 
 
 def replay(held: list[Held], engine: Engine, app: Celery, dry_run: bool,
@@ -100,7 +91,8 @@ def replay(held: list[Held], engine: Engine, app: Celery, dry_run: bool,
         if reason:
             summary.refused.append((job_id, reason))
         elif not dry_run:
-            reset_for_replay(engine, job_id)
+            with engine.begin() as connection:
+                repository.reset_for_replay(connection, uuid.UUID(job_id))
             publish_job(app, uuid.UUID(job_id))
             item.message.ack()
             with engine.begin() as connection:

@@ -1,97 +1,279 @@
-"""Queries on job records and refused rows, shared by the API and the workers."""
+"""Every statement on the job tables (`import_jobs`, `import_segments`, `refused_rows`).
+
+The API, the workers, housekeeping and the dead-letter tool all come here: no other module
+of the service writes SQL on these tables (a test holds the line). Each function takes the
+caller's connection, so that it joins the caller's transaction: a batch's rows, its refused
+rows and the job's checkpoint commit together. Jobs come back as frozen `Job` records.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    case,
+    cast,
+    delete,
+    extract,
+    func,
+    insert,
+    select,
+    update,
+)
 
-from server.jobs.tables import FINISHED, import_jobs, import_segments, refused_rows
+from server.jobs.model import Checkpoint, Job, RefusedRow, SegmentRecord, Totals
+from server.jobs.status import ACTIVE, FINISHED, JobStatus
+from server.jobs.tables import import_jobs, import_segments, refused_rows
+
+jobs = import_jobs.c
 
 
-def insert_job(connection: Connection, values: dict[str, Any]) -> None:
-    connection.execute(import_jobs.insert().values(**values))
+def _ago(seconds: float) -> Any:
+    return func.now() - timedelta(seconds=seconds)
 
 
-def get_job(connection: Connection, job_id: uuid.UUID) -> Row[Any] | None:
-    return connection.execute(select(import_jobs).where(import_jobs.c.id == job_id)).first()
+# --- the API's side ----------------------------------------------------------------------
+
+def insert_job(connection: Connection, values: dict[str, Any]) -> Job:
+    row = connection.execute(insert(import_jobs).values(**values).returning(import_jobs)).one()
+    return Job.from_row(row._mapping)
 
 
-def tenant_job(connection: Connection, tenant: str, job_id: uuid.UUID) -> Row[Any] | None:
+def get_job(connection: Connection, job_id: uuid.UUID) -> Job | None:
+    return _one(connection, select(import_jobs).where(jobs.id == job_id))
+
+
+def tenant_job(connection: Connection, tenant: str, job_id: uuid.UUID) -> Job | None:
     """A job as its tenant sees it: another tenant's job is not there at all."""
-    query = select(import_jobs).where(import_jobs.c.id == job_id,
-                                      import_jobs.c.tenant == tenant)
-    return connection.execute(query).first()
+    return _one(connection, select(import_jobs).where(jobs.id == job_id, jobs.tenant == tenant))
 
 
-def job_by_idempotency_key(connection: Connection, tenant: str, key: str) -> Row[Any] | None:
-    query = select(import_jobs).where(import_jobs.c.tenant == tenant,
-                                      import_jobs.c.idempotency_key == key)
-    return connection.execute(query).first()
+def job_by_idempotency_key(connection: Connection, tenant: str, key: str) -> Job | None:
+    return _one(connection, select(import_jobs).where(jobs.tenant == tenant,
+                                                      jobs.idempotency_key == key))
 
 
-def list_jobs(connection: Connection, tenant: str, limit: int, offset: int) -> Sequence[Row[Any]]:
-    query = (select(import_jobs).where(import_jobs.c.tenant == tenant)
-             .order_by(import_jobs.c.created_at.desc(), import_jobs.c.id)
-             .limit(limit).offset(offset))
-    return connection.execute(query).all()
+def list_jobs(connection: Connection, tenant: str, limit: int, offset: int) -> list[Job]:
+    query = (select(import_jobs).where(jobs.tenant == tenant)
+             .order_by(jobs.created_at.desc(), jobs.id).limit(limit).offset(offset))
+    return [Job.from_row(row._mapping) for row in connection.execute(query)]
 
 
 def mark_published(connection: Connection, job_id: uuid.UUID) -> None:
-    connection.execute(update(import_jobs).where(import_jobs.c.id == job_id)
+    connection.execute(update(import_jobs).where(jobs.id == job_id)
                        .values(published_at=func.now()))
 
 
-def unpublished_jobs(
-    connection: Connection, grace_seconds: float, limit: int
-) -> list[tuple[uuid.UUID, int]]:
-    """Jobs (id, file size) committed but never confirmed by the broker; locked so that two
-    sweepers running at once do not both publish the same job."""
-    query = text(
-        """
-        SELECT id, bytes_total FROM import_jobs
-        WHERE status = 'queued' AND published_at IS NULL
-          AND created_at < now() - make_interval(secs => :grace)
-        ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED
-        """
-    )
-    rows = connection.execute(query, {"grace": grace_seconds, "limit": limit})
-    return [(row.id, row.bytes_total) for row in rows]
+def unpublished_jobs(connection: Connection, grace_seconds: float, limit: int) -> list[Job]:
+    """Jobs committed but never confirmed by the broker; locked so that two sweepers
+    running at once do not both publish the same job."""
+    query = (select(import_jobs)
+             .where(jobs.status == JobStatus.QUEUED, jobs.published_at.is_(None),
+                    jobs.created_at < _ago(grace_seconds))
+             .order_by(jobs.created_at).limit(limit).with_for_update(skip_locked=True))
+    return [Job.from_row(row._mapping) for row in connection.execute(query)]
 
 
-def request_cancel(connection: Connection, job_id: uuid.UUID) -> Row[Any] | None:
+def request_cancel(connection: Connection, job_id: uuid.UUID) -> Job | None:
     """A queued job is cancelled at once; a running one stops at its next batch."""
+    queued = jobs.status == JobStatus.QUEUED
     connection.execute(
         update(import_jobs)
-        .where(import_jobs.c.id == job_id, import_jobs.c.status.not_in(FINISHED))
+        .where(jobs.id == job_id, jobs.status.not_in(FINISHED))
         .values(cancel_requested=True, updated_at=func.now(),
-                status=text("CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END"),
-                finished_at=text("CASE WHEN status = 'queued' THEN now() END"))
-    )
+                status=case((queued, JobStatus.CANCELLED.value), else_=jobs.status),
+                finished_at=case((queued, func.now()), else_=jobs.finished_at)))
     return get_job(connection, job_id)
 
 
 def refused_page(
     connection: Connection, job_id: uuid.UUID, after_line: int, limit: int
-) -> Sequence[Row[Any]]:
-    query = (select(refused_rows).where(refused_rows.c.job_id == job_id,
-                                        refused_rows.c.line > after_line)
+) -> list[RefusedRow]:
+    query = (select(refused_rows)
+             .where(refused_rows.c.job_id == job_id, refused_rows.c.line > after_line)
              .order_by(refused_rows.c.line).limit(limit))
-    return connection.execute(query).all()
+    return [RefusedRow.from_row(row._mapping) for row in connection.execute(query)]
 
 
 def iter_refused(
     connection: Connection, job_id: uuid.UUID, chunk: int = 1000
-) -> Iterator[Row[Any]]:
+) -> Iterator[RefusedRow]:
     after = 0
     while rows := refused_page(connection, job_id, after, chunk):
         yield from rows
         after = rows[-1].line
 
 
-def segments(connection: Connection, job_id: uuid.UUID) -> Sequence[Row[Any]]:
+def segments(connection: Connection, job_id: uuid.UUID) -> list[SegmentRecord]:
     query = (select(import_segments).where(import_segments.c.job_id == job_id)
              .order_by(import_segments.c.id))
-    return connection.execute(query).all()
+    return [SegmentRecord.from_row(row._mapping) for row in connection.execute(query)]
+
+
+# --- the worker's side -------------------------------------------------------------------
+
+def start_segment(connection: Connection, job_id: uuid.UUID,
+                  worker: str) -> tuple[Job, int] | None:
+    """The job, now running, and the id of the segment this runner starts in the log;
+    None if the job is not there to run (finished, or gone)."""
+    row = connection.execute(
+        update(import_jobs).where(jobs.id == job_id, jobs.status.in_(ACTIVE))
+        .values(status=JobStatus.RUNNING, segments=jobs.segments + 1,
+                started_at=func.coalesce(jobs.started_at, func.now()), updated_at=func.now())
+        .returning(import_jobs)).first()
+    if row is None:
+        return None
+    job = Job.from_row(row._mapping)
+    segment_id: int = connection.execute(
+        insert(import_segments).values(job_id=job_id, worker=worker,
+                                       start_line=job.checkpoint_line,
+                                       start_offset=job.checkpoint_offset)
+        .returning(import_segments.c.id)).scalar_one()
+    return job, segment_id
+
+
+def end_segment(connection: Connection, segment_id: int, outcome: str) -> None:
+    """The segment ends where its job's checkpoint stands."""
+    segment = import_segments.c
+    connection.execute(
+        update(import_segments)
+        .where(segment.id == segment_id, jobs.id == segment.job_id)
+        .values(outcome=outcome, finished_at=func.clock_timestamp(),
+                end_line=jobs.checkpoint_line, end_offset=jobs.checkpoint_offset))
+
+
+def advance(
+    connection: Connection, job_id: uuid.UUID, expected: int, offset: int, line: int,
+    loaded: int, refused: int,
+) -> Checkpoint | None:
+    """Move the checkpoint from `expected` to `offset` and add the batch's counts; None if
+    the checkpoint is no longer at `expected` (someone else moved the job on)."""
+    row = connection.execute(
+        update(import_jobs)
+        .where(jobs.id == job_id, jobs.checkpoint_offset == expected,
+               jobs.status == JobStatus.RUNNING)
+        .values(checkpoint_offset=offset, checkpoint_line=line,
+                rows_loaded=jobs.rows_loaded + loaded, rows_refused=jobs.rows_refused + refused,
+                updated_at=func.now())
+        .returning(jobs.checkpoint_offset, jobs.checkpoint_line, jobs.rows_loaded,
+                   jobs.rows_refused, jobs.cancel_requested)).first()
+    return None if row is None else Checkpoint(*row)
+
+
+def fence(connection: Connection, job_id: uuid.UUID, expected: int, line: int) -> bool:
+    """For a job loaded in one transaction: whether it is still this runner's (running, its
+    checkpoint where the runner read it), recording the line it reached."""
+    done = connection.execute(
+        update(import_jobs)
+        .where(jobs.id == job_id, jobs.status == JobStatus.RUNNING,
+               jobs.checkpoint_offset == expected)
+        .values(checkpoint_line=line))
+    return done.rowcount == 1
+
+
+def cancel_requested(connection: Connection, job_id: uuid.UUID) -> bool:
+    return bool(connection.execute(select(jobs.cancel_requested)
+                                   .where(jobs.id == job_id)).scalar())
+
+
+def save_refused(connection: Connection, job_id: uuid.UUID, rows: Sequence[RefusedRow]) -> None:
+    if rows:
+        connection.execute(insert(refused_rows), [_refused_values(job_id, row) for row in rows])
+
+
+def _refused_values(job_id: uuid.UUID, row: RefusedRow) -> dict[str, Any]:
+    return {"job_id": job_id, "line": row.line, "column": row.column, "code": row.code,
+            "message": row.message, "raw": row.raw, "errors": [dict(e) for e in row.errors]}
+
+
+def complete(connection: Connection, job_id: uuid.UUID, published: int, loaded: int,
+             refused: int) -> None:
+    # clock_timestamp(), not now(): the transaction may have begun long ago (a load in one
+    # transaction, a long publish).
+    connection.execute(
+        update(import_jobs).where(jobs.id == job_id)
+        .values(status=JobStatus.COMPLETED, rows_published=published, rows_loaded=loaded,
+                rows_refused=refused, checkpoint_offset=jobs.bytes_total,
+                finished_at=func.clock_timestamp(), updated_at=func.clock_timestamp()))
+
+
+def end_job(connection: Connection, job_id: uuid.UUID, status: JobStatus,
+            error: str | None) -> bool:
+    """A job that has not ended yet ends with `status`; False if it had ended already."""
+    done = connection.execute(
+        update(import_jobs).where(jobs.id == job_id, jobs.status.in_(ACTIVE))
+        .values(status=status, error=error, finished_at=func.now(), updated_at=func.now()))
+    return done.rowcount == 1
+
+
+# --- operators: dead letters, housekeeping, metrics --------------------------------------
+
+def reset_for_replay(connection: Connection, job_id: uuid.UUID) -> None:
+    """Back to queued, attempts reset, checkpoint kept; unpublished until confirmed."""
+    connection.execute(
+        update(import_jobs)
+        .where(jobs.id == job_id, jobs.status.in_([*ACTIVE, JobStatus.FAILED]))
+        .values(status=JobStatus.QUEUED, error=None, retries=0, finished_at=None,
+                published_at=None, updated_at=func.now()))
+
+
+def jobs_to_clean(connection: Connection, age_seconds: float, limit: int) -> list[Job]:
+    """Finished jobs past their retention whose file and staged rows are still there;
+    locked, so that two API processes never clean the same job."""
+    query = (select(import_jobs)
+             .where(jobs.cleaned_at.is_(None), jobs.finished_at < _ago(age_seconds))
+             .order_by(jobs.finished_at).limit(limit).with_for_update(skip_locked=True))
+    return [Job.from_row(row._mapping) for row in connection.execute(query)]
+
+
+def mark_cleaned(connection: Connection, job_ids: Sequence[uuid.UUID]) -> None:
+    if job_ids:
+        connection.execute(update(import_jobs).where(jobs.id.in_(job_ids))
+                           .values(cleaned_at=func.now()))
+
+
+def delete_records(connection: Connection, age_seconds: float) -> int:
+    """Records of cleaned jobs past their record retention, with their refused rows and
+    segment log (which cascade)."""
+    done = connection.execute(
+        delete(import_jobs).where(jobs.cleaned_at.is_not(None),
+                                  jobs.finished_at < _ago(age_seconds)))
+    return done.rowcount
+
+
+def uncleaned(connection: Connection, job_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these jobs exist and have not been cleaned."""
+    wanted = list(job_ids)
+    if not wanted:
+        return set()
+    query = select(jobs.id).where(jobs.id.in_(wanted), jobs.cleaned_at.is_(None))
+    return set(connection.execute(query).scalars())
+
+
+def count_by_status(connection: Connection) -> dict[JobStatus, int]:
+    found = connection.execute(select(jobs.status, func.count()).group_by(jobs.status))
+    counts = dict.fromkeys(JobStatus, 0)
+    counts.update({JobStatus(status): count for status, count in found})
+    return counts
+
+
+def totals(connection: Connection) -> Totals:
+    completed = jobs.status == JobStatus.COMPLETED
+    seconds = extract("epoch", jobs.finished_at - jobs.started_at)
+    row = connection.execute(select(
+        func.coalesce(func.sum(jobs.rows_loaded).filter(completed), 0),
+        func.coalesce(func.sum(jobs.rows_refused), 0),
+        func.coalesce(cast(func.sum(seconds).filter(completed), Float), 0.0),
+    )).one()
+    return Totals(int(row[0]), int(row[1]), float(row[2]))
+
+
+def _one(connection: Connection, query: Any) -> Job | None:
+    row = connection.execute(query).first()
+    return None if row is None else Job.from_row(row._mapping)
+

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    MetaData,
     Table,
     Text,
     UniqueConstraint,
@@ -21,10 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-metadata = MetaData()
+from server.db import metadata
+from server.jobs.status import JobStatus
 
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINISHED = ("completed", "failed", "cancelled")
+_STATUSES = tuple(status.value for status in JobStatus)
 
 import_jobs = Table(
     "import_jobs",
@@ -62,7 +61,7 @@ import_jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
     Column("cleaned_at", DateTime(timezone=True)),
-    CheckConstraint(f"status IN {STATUSES}", name="import_jobs_status_check"),
+    CheckConstraint(f"status IN {_STATUSES}", name="import_jobs_status_check"),
     CheckConstraint("mode IN ('append', 'upsert')", name="import_jobs_mode_check"),
     UniqueConstraint("tenant", "idempotency_key", name="import_jobs_tenant_idempotency_key_key"),
 )

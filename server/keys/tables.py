@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, DateTime, Identity, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
-from server.jobs.tables import metadata
+from server.db import metadata
 
 api_keys = Table(
     "api_keys",

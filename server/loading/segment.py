@@ -20,20 +20,22 @@ from typing import Any, BinaryIO
 
 import psycopg2
 from psycopg2 import sql
-from sqlalchemy import Connection, Engine, Row, text
+from sqlalchemy import Connection, Engine, text
 
 from server.csvfile.convert import RowConverter
 from server.csvfile.detect import Layout
 from server.csvfile.pattern import row_pattern
 from server.csvfile.reader import Record, read_record
+from server.db import raw_cursor
+from server.jobs import repository
+from server.jobs.model import Checkpoint, Job, JobOptions
+from server.jobs.status import JobStatus
 from server.loading import staging
 from server.loading.batches import Batch, Scanner
 from server.loading.checkpoint import (
-    Checkpoint,
     CheckpointMoved,
     InOneTransaction,
     commit_batch,
-    raw_cursor,
     save_refused,
 )
 from server.loading.publish import Publish, publish
@@ -43,7 +45,7 @@ from server.targets import Target, load_target
 
 log = logging.getLogger(__name__)
 
-ProgressHook = Callable[[Row[Any], Checkpoint], None]
+ProgressHook = Callable[[Job, Checkpoint], None]
 LOCK_POLL_SECONDS = 0.2
 
 
@@ -123,27 +125,19 @@ class _Runner:
             log.warning("%s; leaving the job", moved)
             return Outcome.BUSY
 
-    def _start(self) -> Row[Any] | None:
+    def _start(self) -> Job | None:
         with self.connection.begin():
-            job = self.connection.execute(text(
-                "UPDATE import_jobs SET status = 'running', segments = segments + 1, "
-                "started_at = coalesce(started_at, now()), updated_at = now() "
-                "WHERE id = :id AND status IN ('queued', 'running') RETURNING *"),
-                {"id": self.job_id}).first()
-            if job is not None:
-                self.segment_id = self.connection.execute(text(
-                    "INSERT INTO import_segments (job_id, worker, start_line, start_offset) "
-                    "VALUES (:id, :worker, :line, :offset) RETURNING id"),
-                    {"id": self.job_id, "worker": self.segment.worker,
-                     "line": job.checkpoint_line, "offset": job.checkpoint_offset}).scalar_one()
-        if job is None:
+            started = repository.start_segment(self.connection, self.job_id,
+                                               self.segment.worker)
+        if started is None:
             log.info("job %s: not queued or running, nothing to do", self.job_id)
-        else:
-            log.info("job %s: segment starts at line %s (byte %s)", self.job_id,
-                     job.checkpoint_line, job.checkpoint_offset)
+            return None
+        job, self.segment_id = started
+        log.info("job %s: segment starts at line %s (byte %s)", self.job_id,
+                 job.checkpoint_line, job.checkpoint_offset)
         return job
 
-    def _load(self, job: Row[Any]) -> Outcome:
+    def _load(self, job: Job) -> Outcome:
         if job.cancel_requested:
             self.cancel()
             return Outcome.FINISHED
@@ -159,7 +153,7 @@ class _Runner:
                          self.job_id, str(error).strip().splitlines()[0])
         return self._load_staged(job, target, names)
 
-    def _load_staged(self, job: Row[Any], target: Target, names: list[str | None]) -> Outcome:
+    def _load_staged(self, job: Job, target: Target, names: list[str | None]) -> Outcome:
         with self.connection.begin():
             staging.create(raw_cursor(self.connection), self.job_id, target, names)
         plan = self._stage(job, target, names, staging.table_of(self.job_id), positions=True)
@@ -174,14 +168,14 @@ class _Runner:
                           lambda offset, line: _reread(file, plan.layout, offset, line))
         return Outcome.FINISHED
 
-    def _stage(self, job: Row[Any], target: Target, names: list[str | None],
+    def _stage(self, job: Job, target: Target, names: list[str | None],
                into: sql.Composed, positions: bool) -> staging.Stage:
         columns = [None if name is None else target.column(name) for name in names]
         layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
-        converter = RowConverter(columns, job.options.get("null_markers", [""]), positions)
+        converter = RowConverter(columns, job.options.null_markers, positions)
         return staging.Stage(self.job_id, into, names, layout, converter)
 
-    def _batches(self, job: Row[Any], plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
+    def _batches(self, job: Job, plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
         layout, converter = plan.layout, plan.converter
         pattern = row_pattern(converter.columns, layout.delimiter, layout.terminator,
                               layout.encoding, converter.nulls)
@@ -190,12 +184,12 @@ class _Runner:
         scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
         return scanner.batches(job.checkpoint_offset, job.checkpoint_line)
 
-    def _in_one_transaction(self, job: Row[Any], names: list[str | None]) -> bool:
+    def _in_one_transaction(self, job: Job, names: list[str | None]) -> bool:
         """A first attempt at appending a small enough file, every field to a column."""
         return (job.mode == "append" and job.segments == 1 and None not in names
                 and job.bytes_total <= self.settings.one_transaction_max_bytes)
 
-    def _load_at_once(self, job: Row[Any], target: Target, names: list[str | None]) -> Outcome:
+    def _load_at_once(self, job: Job, target: Target, names: list[str | None]) -> Outcome:
         log.info("job %s: loading straight into the target in one transaction", self.job_id)
         plan = self._stage(job, target, names, staging.target_of(target), positions=False)
         self.connection.begin()
@@ -207,19 +201,15 @@ class _Runner:
         if stopped is not None:
             return stopped
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=True)
-        cursor = raw_cursor(self.connection)
-        cursor.execute(
-            "UPDATE import_jobs SET checkpoint_line = %s WHERE id = %s AND status = 'running' "
-            "AND checkpoint_offset = %s", (at.line, self.job_id, job.checkpoint_offset))
-        if cursor.rowcount != 1:
+        if not repository.fence(self.connection, self.job_id, job.checkpoint_offset, at.line):
             raise CheckpointMoved(f"job {self.job_id}: it moved on while loading")
-        self._complete(cursor, at.rows_loaded, at.rows_loaded, at.rows_refused)
+        self._complete(at.rows_loaded, at.rows_loaded, at.rows_refused)
         self.connection.commit()
         log.info("job %s: completed, %s rows loaded, %s refused", self.job_id, at.rows_loaded,
                  at.rows_refused)
         return Outcome.FINISHED
 
-    def _commit_all(self, job: Row[Any], batches: Iterator[Batch],
+    def _commit_all(self, job: Job, batches: Iterator[Batch],
                     commit: Callable[[Batch], Checkpoint], at: Checkpoint,
                     pause: bool = True) -> tuple[Outcome | None, Checkpoint]:
         """Commit batches in a copier thread while this one reads the next ones: PostgreSQL
@@ -245,7 +235,7 @@ class _Runner:
             return Outcome.PAUSED, at
         return None, at
 
-    def _committed(self, job: Row[Any], batch: Future[Checkpoint]) -> Checkpoint:
+    def _committed(self, job: Job, batch: Future[Checkpoint]) -> Checkpoint:
         at = batch.result()
         log.debug("job %s: committed up to line %s", self.job_id, at.line - 1)
         if self.segment.on_progress is not None:
@@ -253,7 +243,7 @@ class _Runner:
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
         return at
 
-    def _publish(self, job: Row[Any], at: Checkpoint, plan: Publish,
+    def _publish(self, job: Job, at: Checkpoint, plan: Publish,
                  reread: Callable[[int, int], Record]) -> None:
         with self.connection.begin():
             cursor = raw_cursor(self.connection)
@@ -261,37 +251,31 @@ class _Runner:
             result = publish(cursor, plan, reread, at.line)
             loaded = at.rows_loaded - len(result.refused)
             refused = at.rows_refused + len(result.refused)
-            save_refused(cursor, self.job_id, result.refused)
+            save_refused(self.connection, self.job_id, result.refused)
             try:
                 check_budget(job.options, loaded, refused, final=True)
             except JobFailed:
                 cursor.execute("ROLLBACK TO SAVEPOINT before_publish")
-                save_refused(cursor, self.job_id, result.refused)
+                save_refused(self.connection, self.job_id, result.refused)
                 raise
-            self._complete(cursor, result.rows, loaded, refused)
+            self._complete(result.rows, loaded, refused)
         log.info("job %s: completed, %s rows published, %s refused", self.job_id,
                  result.rows, refused)
 
-    def _complete(self, cursor: Any, published: int, loaded: int, refused: int) -> None:
-        # clock_timestamp(), not now(): the transaction may have begun long ago (a load in
-        # one transaction, a long publish).
-        cursor.execute(
-            "UPDATE import_jobs SET status = 'completed', rows_published = %s, rows_loaded = %s, "
-            "rows_refused = %s, checkpoint_offset = bytes_total, finished_at = clock_timestamp(), "
-            "updated_at = clock_timestamp() WHERE id = %s",
-            (published, loaded, refused, self.job_id))
-        staging.drop(cursor, self.job_id)
-        self._end_segment("completed")
+    def _complete(self, published: int, loaded: int, refused: int) -> None:
+        repository.complete(self.connection, self.job_id, published, loaded, refused)
+        staging.drop(raw_cursor(self.connection), self.job_id)
+        self._end_segment(JobStatus.COMPLETED)
 
     def cancel(self) -> None:
-        self._finish("cancelled", None)
+        self._finish(JobStatus.CANCELLED, None)
         log.info("job %s: cancelled, target untouched", self.job_id)
 
     def fail(self, error: str) -> None:
-        self._finish("failed", error)
+        self._finish(JobStatus.FAILED, error)
         log.warning("job %s: failed: %s", self.job_id, error)
 
-    def _finish(self, status: str, error: str | None) -> None:
+    def _finish(self, status: JobStatus, error: str | None) -> None:
         if self.connection.in_transaction():
             self.connection.rollback()
         with self.connection.begin():
@@ -299,37 +283,31 @@ class _Runner:
             self._end_segment(status)
 
     def _end_segment(self, outcome: str) -> None:
-        self.connection.execute(text(
-            "UPDATE import_segments s SET outcome = :outcome, finished_at = clock_timestamp(), "
-            "end_line = j.checkpoint_line, end_offset = j.checkpoint_offset "
-            "FROM import_jobs j WHERE j.id = s.job_id AND s.id = :id"),
-            {"outcome": outcome, "id": self.segment_id})
+        repository.end_segment(self.connection, self.segment_id, outcome)
 
 
-def end_job(connection: Connection, job_id: uuid.UUID, status: str, error: str | None) -> None:
+def end_job(connection: Connection, job_id: uuid.UUID, status: JobStatus,
+            error: str | None) -> None:
     """A job that has not ended yet ends with `status`. A cancelled job's staged rows are
     dropped; a failed job keeps them, so that a replay from the dead-letter queue resumes
     at its checkpoint (housekeeping drops them after the retention period)."""
-    connection.execute(text(
-        "UPDATE import_jobs SET status = :status, error = :error, finished_at = now(), "
-        "updated_at = now() WHERE id = :id AND status IN ('queued', 'running')"),
-        {"status": status, "error": error, "id": job_id})
-    if status != "failed":
+    repository.end_job(connection, job_id, status, error)
+    if status is not JobStatus.FAILED:
         staging.drop(raw_cursor(connection), job_id)
 
 
 def fail_job(engine: Engine, job_id: uuid.UUID, error: str) -> None:
     """End a job as failed from outside a segment (a permanent fault, retries exhausted)."""
     with engine.begin() as connection:
-        end_job(connection, job_id, "failed", error)
+        end_job(connection, job_id, JobStatus.FAILED, error)
 
 
-def check_budget(options: dict[str, Any], loaded: int, refused: int, final: bool) -> None:
-    limit = options.get("max_errors")
+def check_budget(options: JobOptions, loaded: int, refused: int, final: bool) -> None:
+    limit = options.max_errors
     if limit is not None and refused > limit:
         raise JobFailed(f"{refused} rows refused, more than max_errors={limit}; "
                         "nothing was written to the target")
-    rate = options.get("max_error_rate")
+    rate = options.max_error_rate
     seen = loaded + refused
     if rate is not None and final and seen and refused / seen > rate:
         raise JobFailed(f"{refused} of {seen} rows refused ({refused / seen:.1%}), more than "
@@ -342,7 +320,7 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _checkpoint_of(job: Row[Any]) -> Checkpoint:
+def _checkpoint_of(job: Job) -> Checkpoint:
     return Checkpoint(job.checkpoint_offset, job.checkpoint_line, job.rows_loaded,
                       job.rows_refused, cancel_requested=False)
 

@@ -29,11 +29,39 @@ MAX_COLUMNS = 1600
 # COPY sends what it reads from the source in messages of this size.
 _COPY_BUFFER = 1 << 20
 LINE, OFFSET = "_line", "_offset"
+_PREFIX = "job_"
 _CONTEXT_COLUMN = re.compile(r"column (\w+):")
 
 
+def table_name(job_id: uuid.UUID) -> str:
+    """The one way a job's staging table is named, in schema `SCHEMA`."""
+    return f"{_PREFIX}{job_id.hex}"
+
+
+def job_of(name: str) -> uuid.UUID | None:
+    """The job whose staging table this is; None for a table that is no job's."""
+    if not name.startswith(_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=name.removeprefix(_PREFIX))
+    except ValueError:
+        return None
+
+
 def table_of(job_id: uuid.UUID) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(f"job_{job_id.hex}"))
+    return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(table_name(job_id)))
+
+
+def exists(cursor: Any, job_id: uuid.UUID) -> bool:
+    cursor.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+                   (SCHEMA, table_name(job_id)))
+    return cursor.fetchone() is not None
+
+
+def staged_jobs(cursor: Any) -> set[uuid.UUID]:
+    """Every job that has a staging table."""
+    cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (SCHEMA,))
+    return {job for (name,) in cursor.fetchall() if (job := job_of(name)) is not None}
 
 
 def target_of(target: Target) -> sql.Composed:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from server.jobs.tables import metadata
-from server.keys import tables as key_tables  # noqa: F401 - api_keys joins the same metadata
+from server.db import metadata
+from server.jobs import tables as job_tables  # noqa: F401 - the tables join the metadata
+from server.keys import tables as key_tables  # noqa: F401
 from server.settings import get_settings
 
 

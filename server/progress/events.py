@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TERMINAL = ("completed", "failed", "cancelled")
+from server.jobs.model import Job
+from server.jobs.status import FINISHED, JobStatus
+
 # At most about four events a second per job, whatever the batch size.
 MIN_INTERVAL_SECONDS = 0.25
 
@@ -18,21 +20,48 @@ def stream_key(job_id: object) -> str:
     return f"csvimport:job:{job_id}:events"
 
 
-def event_fields(job: Any, rate: float | None = None, eta: float | None = None) -> dict[str, Any]:
-    """The fields of an event, from anything shaped like a job row."""
-    done = min(job.checkpoint_offset, job.bytes_total)
-    percent = round(100 * done / job.bytes_total, 1) if job.bytes_total else 0.0
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a job stands, as its events tell it."""
+
+    status: JobStatus
+    rows_loaded: int
+    rows_refused: int
+    bytes_done: int
+    bytes_total: int
+    error: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> Progress:
+        return cls(job.status, job.rows_loaded, job.rows_refused, job.bytes_done,
+                   job.bytes_total, job.error)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def event_fields(progress: Progress, rate: float | None = None,
+                 eta: float | None = None) -> dict[str, Any]:
+    """The fields of an event."""
+    total = progress.bytes_total
+    percent = round(100 * progress.bytes_done / total, 1) if total else 0.0
     return {
-        "status": job.status,
-        "rows_loaded": job.rows_loaded,
-        "rows_refused": job.rows_refused,
-        "bytes_done": done,
-        "bytes_total": job.bytes_total,
+        "status": progress.status.value,
+        "rows_loaded": progress.rows_loaded,
+        "rows_refused": progress.rows_refused,
+        "bytes_done": progress.bytes_done,
+        "bytes_total": total,
         "percent": percent,
         "rows_per_second": None if rate is None else round(rate, 1),
         "eta_seconds": None if eta is None else round(eta, 1),
-        "error": job.error,
+        "error": progress.error,
     }
+
+
+def is_final(fields: dict[str, Any]) -> bool:
+    """Whether an event's fields say the job has ended."""
+    return fields["status"] in FINISHED
 
 
 @dataclass

@@ -19,17 +19,19 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
 
-from server.progress.events import TERMINAL, event_fields, snapshot_key, stream_key
+from server.jobs.model import Job
+from server.jobs.status import FINISHED
+from server.progress.events import Progress, event_fields, is_final, snapshot_key, stream_key
 
 log = logging.getLogger(__name__)
 
-LoadJob = Callable[[], Awaitable[Any]]
+LoadJob = Callable[[], Awaitable[Job]]
 BLOCK_MS = 5000
 FALLBACK_POLL_SECONDS = 1.0
 
 
 def sse(fields: dict[str, Any], event_id: str | None) -> ServerSentEvent:
-    kind = fields["status"] if fields["status"] in TERMINAL else "progress"
+    kind = fields["status"] if is_final(fields) else "progress"
     return ServerSentEvent(json.dumps(fields), event=kind, id=event_id)
 
 
@@ -62,13 +64,13 @@ async def _from_redis(client: aioredis.Redis, job_id: uuid.UUID, last_id: str | 
                 last_id = entry_id.decode()
                 fields = json.loads(values[b"data"])
                 yield sse(fields, last_id)
-                if fields["status"] in TERMINAL:
+                if is_final(fields):
                     return
         if not found:
             job = await load_job()
-            if job.status in TERMINAL and not await client.exists(stream):
+            if job.status.finished and not await client.exists(stream):
                 # The job ended without Redis hearing of it: its row has the final word.
-                yield sse(event_fields(job), None)
+                yield sse(event_fields(Progress.of(job)), None)
                 return
 
 
@@ -83,29 +85,29 @@ async def _snapshot(client: aioredis.Redis, job_id: uuid.UUID,
         if _terminal(latest[1]):
             return latest
     job = await load_job()
-    if job.status in TERMINAL:
+    if job.status.finished:
         # Ended, and Redis not told yet: a worker writes the end only after committing it.
-        return "0-0", sse(event_fields(job), None)
+        return "0-0", sse(event_fields(Progress.of(job)), None)
     if latest is not None:
         return latest
     # No stream yet: every entry that comes will be new to this subscriber.
-    return "0-0", sse(event_fields(job), "0-0")
+    return "0-0", sse(event_fields(Progress.of(job)), "0-0")
 
 
 async def _from_database(load_job: LoadJob) -> AsyncIterator[ServerSentEvent]:
     previous = None
     while True:
-        fields = event_fields(await load_job())
+        fields = event_fields(Progress.of(await load_job()))
         if fields != previous:
             yield sse(fields, None)
             previous = fields
-        if fields["status"] in TERMINAL:
+        if is_final(fields):
             return
         await asyncio.sleep(FALLBACK_POLL_SECONDS)
 
 
 def _terminal(event: ServerSentEvent) -> bool:
-    return event.event in TERMINAL
+    return event.event in FINISHED
 
 
 def _is_stream_id(value: str) -> bool:

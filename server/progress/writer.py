@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from server.progress.events import TERMINAL, snapshot_key, stream_key
+from server.progress.events import is_final, snapshot_key, stream_key
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ProgressWriter:
                                     approximate=True)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(snapshot, mapping={"data": data, "stream_id": entry_id})
-        if fields["status"] in TERMINAL:
+        if is_final(fields):
             pipe.expire(stream, FINISHED_TTL_SECONDS)
             pipe.expire(snapshot, FINISHED_TTL_SECONDS)
         pipe.execute()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from types import SimpleNamespace
-from typing import Any
 
 from sqlalchemy import Engine
 
+from server.jobs.model import Checkpoint, Job
 from server.jobs.repository import get_job
-from server.loading.checkpoint import Checkpoint
-from server.progress.events import Pace, event_fields
+from server.jobs.status import JobStatus
+from server.progress.events import Pace, Progress, event_fields
 from server.progress.writer import ProgressWriter
 
 
@@ -21,7 +20,7 @@ class SegmentReporter:
         self.started = time.monotonic()
         self.pace: Pace | None = None
 
-    def batch(self, job: Any, at: Checkpoint) -> None:
+    def batch(self, job: Job, at: Checkpoint) -> None:
         if self.pace is None:
             self.pace = Pace(job.rows_loaded + job.rows_refused, job.checkpoint_offset,
                              self.started)
@@ -30,9 +29,8 @@ class SegmentReporter:
             return
         rate, eta = self.pace.rates(at.rows_loaded + at.rows_refused, at.offset,
                                     job.bytes_total, now)
-        state = SimpleNamespace(status="running", checkpoint_offset=at.offset,
-                                bytes_total=job.bytes_total, rows_loaded=at.rows_loaded,
-                                rows_refused=at.rows_refused, error=None)
+        state = Progress(JobStatus.RUNNING, at.rows_loaded, at.rows_refused,
+                         min(at.offset, job.bytes_total), job.bytes_total)
         self.writer.write(job.id, event_fields(state, rate, eta))
 
 
@@ -41,10 +39,10 @@ def report_final(writer: ProgressWriter, engine: Engine, job_id: uuid.UUID) -> N
     with engine.connect() as connection:
         job = get_job(connection, job_id)
     if job is not None:
-        writer.write(job_id, event_fields(job, average_rate(job)))
+        writer.write(job_id, event_fields(Progress.of(job), average_rate(job)))
 
 
-def average_rate(job: Any) -> float | None:
+def average_rate(job: Job) -> float | None:
     """Rows per second over the whole job, for its final event."""
     if job.started_at is None or job.finished_at is None:
         return None

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tests.support import CUSTOMERS_DDL, Database
+from tests.harness import Database
+from tests.support import CUSTOMERS_DDL
 
 # The customers table without its primary key: a row loaded twice would land twice, where
 # it can be counted, instead of being refused as a duplicate key.

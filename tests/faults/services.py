@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 from kombu import Connection
 
-from tests.support import wait_until
+from tests.harness import wait_until
 
 # The real scripts, not the Debian wrapper in /usr/sbin that switches to the `rabbitmq`
 # user (who may not write our directories).

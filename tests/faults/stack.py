@@ -17,7 +17,8 @@ from sqlalchemy.engine import make_url
 
 from server.keys.keys import create_key
 from tests.conftest import ENV
-from tests.support import ROOT, TEST_SCHEMA, Database, Process, free_port, start_api
+from tests.harness import ROOT, Database, Process, free_port, start_api
+from tests.support import TEST_SCHEMA
 
 
 def database_url(suffix: str) -> str:

@@ -16,18 +16,8 @@ from tests.broker import message_count
 from tests.conftest import MakeTable, StartWorker
 from tests.faults import stack
 from tests.faults.figures import NO_KEY_DDL, Figures
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Database,
-    bearer,
-    csv_bytes,
-    customer_rows,
-    free_port,
-    start_api,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import Database, bearer, free_port, start_api, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 pytestmark = pytest.mark.faults
 

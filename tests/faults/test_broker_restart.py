@@ -16,16 +16,14 @@ from tests.conftest import StartWorker
 from tests.faults import stack
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.services import PrivateRabbit
+from tests.harness import Database, bearer, wait_until
 from tests.support import (
     CUSTOMER_COLUMNS,
     TEST_SCHEMA,
-    Database,
-    bearer,
     csv_bytes,
     customer_rows,
     upload,
     wait_for_job,
-    wait_until,
 )
 
 pytestmark = pytest.mark.faults

@@ -12,15 +12,8 @@ import pytest
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.watch import handed_on, paused_segments
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Database,
-    csv_bytes,
-    customer_rows,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import Database, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 pytestmark = pytest.mark.faults
 

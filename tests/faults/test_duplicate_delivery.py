@@ -13,15 +13,8 @@ from server.messaging.topology import EXPRESS_KEY, EXPRESS_QUEUE
 from tests.broker import message_count
 from tests.conftest import MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Database,
-    csv_bytes,
-    customer_rows,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import Database, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 from tests.test_dead_letters import publish_raw
 
 pytestmark = pytest.mark.faults

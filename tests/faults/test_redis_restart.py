@@ -7,29 +7,21 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
+from server.client import read_events
 from server.progress.events import snapshot_key, stream_key
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults import stack
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.services import PrivateRedis
 from tests.faults.watch import rows_loaded
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    Database,
-    Process,
-    bearer,
-    csv_bytes,
-    customer_rows,
-    parse_events,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import Database, Process, bearer, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 pytestmark = pytest.mark.faults
 
@@ -40,12 +32,13 @@ RESTARTS = 2
 def latest_event(server: PrivateRedis, job_id: str) -> dict[str, object] | None:
     client = redis.Redis.from_url(server.url, socket_timeout=1)
     try:
-        entries = client.xrevrange(stream_key(uuid.UUID(job_id)), count=1)
+        entries: Any = client.xrevrange(stream_key(uuid.UUID(job_id)), count=1)
     except redis.RedisError:
         return None
     finally:
         client.close()
-    return json.loads(entries[0][1][b"data"]) if entries else None
+    found: dict[str, object] | None = json.loads(entries[0][1][b"data"]) if entries else None
+    return found
 
 
 def newer_event(server: PrivateRedis, job_id: str, rows: int) -> dict[str, object] | None:
@@ -74,7 +67,7 @@ def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resu
             assert rows_loaded(db, job_id) < ROWS, "the import ended too soon: a larger file"
             # Without Redis, a subscriber follows the job row.
             with http.stream("GET", f"/imports/{job_id}/events") as response:
-                first = next(parse_events(response.iter_lines()))
+                first = next(read_events(response.iter_lines()))
             assert first.data["rows_loaded"] >= at_stop
             private_redis.start()
             at_start = rows_loaded(db, job_id)
@@ -82,7 +75,7 @@ def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resu
                                  60, "progress did not come back to Redis")
             assert resumed["status"] in ("running", "completed")
         final = wait_for_job(http, job_id, timeout=180)
-        events = list(parse_events(http.get(f"/imports/{job_id}/events").iter_lines()))
+        events = list(read_events(http.get(f"/imports/{job_id}/events").iter_lines()))
     assert final["status"] == "completed", final
     assert (final["rows_loaded"], final["rows_refused"]) == (ROWS, 0)
     figures.check_exact(db, target, reference)
@@ -106,6 +99,6 @@ def test_a_job_that_ended_without_redis_hearing_of_it_replays_its_end_from_the_r
     entry = keys.xadd(stream_key(job_id), {"data": json.dumps(running)})
     keys.hset(snapshot_key(job_id), mapping={"data": json.dumps(running), "stream_id": entry})
 
-    events = list(parse_events(client.get(job["events_url"]).iter_lines()))
+    events = list(read_events(client.get(job["events_url"]).iter_lines()))
 
     assert [(e.kind, e.data["rows_loaded"]) for e in events] == [("completed", 10)]

@@ -10,19 +10,12 @@ import uuid
 import httpx
 import pytest
 
+from server.jobs.status import FINISHED
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.watch import handed_on, paused_segments
-from tests.support import (
-    CUSTOMER_COLUMNS,
-    FINISHED,
-    Database,
-    csv_bytes,
-    customer_rows,
-    upload,
-    wait_for_job,
-    wait_until,
-)
+from tests.harness import Database, wait_until
+from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 pytestmark = pytest.mark.faults
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support import FINISHED, Database
+from server.jobs.status import FINISHED
+from tests.harness import Database
 
 
 def paused_segments(db: Database, job_id: str) -> tuple[str, int]:

@@ -1,10 +1,11 @@
-"""A demo target table, so that the sample CSV imports out of the box.
+"""Nothing: the demo table is made by local setup (`make run`), never by a migration.
+
+It once created `public.customers` here; databases migrated then keep the table, which is
+the user's from then on. A production database never gets it, and no downgrade drops it.
 
 Revision ID: 0002
 Revises: 0001
 """
-
-from alembic import op
 
 revision = "0002"
 down_revision = "0001"
@@ -13,21 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(
-        """
-        CREATE TABLE IF NOT EXISTS public.customers (
-            id          bigint PRIMARY KEY,
-            email       text NOT NULL,
-            name        text,
-            signup_date date,
-            balance     numeric(12, 2),
-            country     char(2),
-            active      boolean NOT NULL DEFAULT true,
-            notes       text
-        )
-        """
-    )
+    pass
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE IF EXISTS public.customers")
+    pass

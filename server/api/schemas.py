@@ -1,0 +1,146 @@
+"""What the API answers, typed: the OpenAPI document and the responses come from these.
+
+Every error has one shape, `{"error": {"code", "message", ...}}`; `errors(...)` documents
+the ones a route can answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.jobs.status import JobStatus
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="what went wrong, for programs: `unknown_target`, ...")
+    message: str = Field(description="what went wrong, for people")
+    line: int | None = Field(default=None, description="the line of the file it concerns")
+    columns: list[str] | None = Field(default=None, description="the columns it concerns")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+_WHY = {
+    400: "The multipart body is malformed or incomplete",
+    401: "No API key, or one that is unknown or revoked",
+    404: "No such import (or another tenant's: the same answer)",
+    408: "The upload stalled: nothing arrived for `UPLOAD_IDLE_SECONDS`",
+    413: "The file (or a form field) is larger than the limit",
+    415: "Not multipart/form-data, or a file that is not text",
+    422: "A field, parameter or the file's header is not acceptable",
+    503: "A service the API needs is down",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that can answer these error statuses."""
+    return {status: {"model": ErrorBody, "description": _WHY[status]} for status in statuses}
+
+
+def json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The same, for a route whose own answer is not JSON (its errors still are)."""
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {status: {"description": _WHY[status], "content": body} for status in statuses}
+
+
+class JobView(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    target: str = Field(description="`schema.table`")
+    mode: Literal["append", "upsert"]
+    file_name: str = Field(description="the uploaded file's name, only a label")
+    bytes_total: int
+    bytes_done: int
+    rows_loaded: int
+    rows_refused: int
+    rows_published: int | None = Field(description="rows written to the target, once "
+                                       "completed")
+    sha256: str
+    encoding: str
+    delimiter: str
+    header: list[str]
+    extra_columns: list[str] = Field(description="headers that fill no column, ignored")
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    url: str
+    events_url: str = Field(description="live progress (Server-Sent Events); opens without "
+                            "a key for `EVENTS_TOKEN_SECONDS`")
+    errors_url: str = Field(description="the refused rows")
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    next: str | None = Field(description="the next page, if there is one")
+
+
+class ProblemView(BaseModel):
+    column: str | None
+    code: str
+    message: str
+
+
+class RefusedRowView(BaseModel):
+    line: int = Field(description="the line of the file where the record starts")
+    column: str | None = Field(description="the first column with a problem, if any")
+    code: str
+    message: str
+    raw: str = Field(description="the record as it was in the file")
+    errors: list[ProblemView]
+
+
+class RefusedPage(BaseModel):
+    items: list[RefusedRowView]
+    next: str | None = Field(description="the next page, if there is one")
+
+
+class ColumnView(BaseModel):
+    name: str
+    type: str = Field(description="PostgreSQL's name of the base type: int4, numeric, ...")
+    required: bool = Field(description="not null and without a default: the file must fill it")
+    nullable: bool
+
+
+class TargetView(BaseModel):
+    name: str
+    primary_key: list[str]
+    unique_keys: dict[str, list[str]]
+    columns: list[ColumnView]
+
+
+class TargetList(BaseModel):
+    items: list[TargetView]
+
+
+class Check(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Check]
+
+
+class ProgressEvent(BaseModel):
+    """The data of each event of a job's stream (`event:` progress, completed, failed or
+    cancelled; `id:` the Redis Stream id to resume from with Last-Event-ID)."""
+
+    status: JobStatus
+    rows_loaded: int
+    rows_refused: int
+    bytes_done: int
+    bytes_total: int
+    percent: float
+    rows_per_second: float | None
+    eta_seconds: float | None
+    error: str | None
