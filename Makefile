@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run api worker setup test check install browser clean
+.PHONY: run api worker setup test test-fast check format install browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,22 @@ api: setup
 worker: setup
 	$(BIN)/python -m server.run worker
 
+# Format, lint and types: what `make test` checks first.
 check: $(STAMP)
+	$(BIN)/ruff format --check server tests scripts
 	$(BIN)/ruff check server tests scripts
-	$(BIN)/mypy server
+	$(BIN)/mypy server tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff format server tests scripts
+	$(BIN)/ruff check --fix server tests scripts
+
+# The unit tier, in seconds: tests that need none of the services. The services' URLs point
+# at a closed port, so a test that would reach one fails instead of passing by chance.
+NO_SERVICES := TEST_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:9/none \
+	TEST_BROKER_URL=amqp://guest:guest@127.0.0.1:9// TEST_REDIS_URL=redis://127.0.0.1:9/0
+test-fast: $(STAMP)
+	$(NO_SERVICES) $(BIN)/pytest -m unit -q $(PYTEST_ARGS)
 
 # The browser test drives Debian's Chromium (no browser download); installed when missing
 # and when we may (root, as in CI). Without it that one test is skipped.
@@ -37,10 +50,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
-	$(BIN)/ruff check server tests scripts
-	$(BIN)/mypy server
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Everything, with a coverage report (the API and worker processes the tests start are
+# measured too). The fault suite runs last and unmeasured: it times kills and restarts.
+test: check browser
+	rm -rf test-artifacts/coverage && mkdir -p test-artifacts/coverage
+	$(BIN)/coverage run -m pytest -m "not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -m faults $(PYTEST_ARGS) || [ $$? = 5 ]
+	$(BIN)/coverage combine -q && $(BIN)/coverage report
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def workers(broker: Connection, log_dir: Path) -> Iterator[StartWorker]:
 
     yield start
     for worker in started:
-        worker.kill()
+        worker.stop()
 
 
 @pytest.fixture
@@ -156,3 +157,34 @@ def table(db: Database) -> Iterator[MakeTable]:
     yield make
     for qualified in made:
         db.execute(f"DROP TABLE IF EXISTS {qualified} CASCADE")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A target table, and beside it the same file loaded by PostgreSQL's own COPY: what an
+    import into the target must equal."""
+
+    target: str
+    reference: str
+    db: Database
+
+    def equal(self) -> bool:
+        """Both hold the same rows, each as many times (tables without a key too)."""
+        return self.db.fingerprint(self.target) == self.db.fingerprint(self.reference)
+
+
+MakePair = Callable[..., Pair]
+
+
+@pytest.fixture
+def pair(table: MakeTable, db: Database) -> MakePair:
+    def make(content: bytes, ddl: str = CUSTOMERS_DDL) -> Pair:
+        return Pair(table(ddl), db.reference(table(ddl), content), db)
+    return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The unit tier (`-m unit`, `make test-fast`): tests that need none of the services."""
+    for item in items:
+        if "prepared" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.unit)

@@ -86,8 +86,16 @@ class Process:
                 os.killpg(self.popen.pid, sig)
             self.popen.wait(timeout=30)
 
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM (a worker finishes its task, coverage saves what it measured), then
+        SIGKILL if the process has not ended within `grace` seconds."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
         self._log.close()
 
 

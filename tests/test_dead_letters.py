@@ -106,7 +106,7 @@ def test_a_message_that_keeps_killing_workers_dies_and_its_replay_resumes(
 
 
 @pytest.fixture
-def short_ttl_vhost() -> Iterator[dict[str, str]]:
+def short_ttl_vhost(prepared: None) -> Iterator[dict[str, str]]:
     """A broker virtual host whose work queue keeps messages for one second."""
     vhost = f"csv_import_ttl_{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, BROKER_URL=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",

@@ -72,7 +72,7 @@ def test_keys_are_listed_without_themselves_and_revoked_for_good(
     ["create", "--tenant", "ok", "--targets", "a.b.c"],
     ["revoke", "999999999"],
 ], ids=["space in tenant", "empty tenant", "bad target", "no such key"])
-def test_the_key_command_refuses_what_it_cannot_do(args: list[str]) -> None:
+def test_the_key_command_refuses_what_it_cannot_do(args: list[str], prepared: None) -> None:
     result = keys_command(*args)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout == ""

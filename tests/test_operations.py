@@ -50,7 +50,7 @@ def test_metrics_count_jobs_rows_and_queue_depths(
             broker, queue)
 
 
-def test_health_says_which_service_is_down(log_dir: Path) -> None:
+def test_health_says_which_service_is_down(log_dir: Path, prepared: None) -> None:
     port = free_port()
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     api = start_api(env, log_dir, port)
