@@ -1,6 +1,6 @@
 """Create, list and revoke API keys: see `--help`.
 
-    .venv/bin/python scripts/api_keys.py create --tenant acme --name "acme's nightly export"
+.venv/bin/python scripts/api_keys.py create --tenant acme --name "acme's nightly export"
 """
 
 import sys

@@ -49,8 +49,9 @@ HOST = os.environ.get("BENCH_DATABASE_HOST", "127.0.0.1")
 DSN = f"postgresql://postgres@{HOST}:5432/csv_import_bench"
 ENV = {
     "DATABASE_URL": DSN.replace("postgresql://", "postgresql+psycopg2://"),
-    "BROKER_URL": os.environ.get("BENCH_BROKER_URL",
-                                 "amqp://guest:guest@127.0.0.1:5672/csv_import_bench"),
+    "BROKER_URL": os.environ.get(
+        "BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/csv_import_bench"
+    ),
     "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
     "UPLOAD_DIR": str(WORK / "uploads"),
     "IMPORT_TARGETS": "bench.*",
@@ -111,29 +112,47 @@ def prepare() -> None:
     # Uploads of earlier runs (kept for replays in a real deployment) only fill the disk here.
     shutil.rmtree(WORK / "uploads", ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    setup = subprocess.run([sys.executable, "-m", "server.setup"], env={**os.environ, **ENV},
-                           cwd=ROOT, capture_output=True, text=True, check=False)
+    setup = subprocess.run(
+        [sys.executable, "-m", "server.setup"],
+        env={**os.environ, **ENV},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if setup.returncode:
         raise SystemExit(setup.stdout + setup.stderr)
     DB.execute("CREATE SCHEMA IF NOT EXISTS bench")
     for table in ("baseline", "pipeline", "small"):
-        DB.execute(f"DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} "
-                   f"{benchdata.TABLE_DDL}")
+        DB.execute(
+            f"DROP TABLE IF EXISTS bench.{table}; CREATE TABLE bench.{table} {benchdata.TABLE_DDL}"
+        )
 
 
 def psql_copy(path: Path) -> float:
     DB.execute("TRUNCATE bench.baseline")
     start = time.perf_counter()
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", DSN, "-c",
-                    f"\\copy bench.baseline FROM '{path}' WITH (FORMAT csv, HEADER true)"],
-                   check=True)
+    subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            DSN,
+            "-c",
+            f"\\copy bench.baseline FROM '{path}' WITH (FORMAT csv, HEADER true)",
+        ],
+        check=True,
+    )
     return time.perf_counter() - start
 
 
 def upload(http: httpx.Client, path: Path, target: str) -> dict[str, Any]:
     with path.open("rb") as file:
-        response = http.post("/imports", data={"target": target},
-                             files={"file": (path.name, file, "text/csv")})
+        response = http.post(
+            "/imports", data={"target": target}, files={"file": (path.name, file, "text/csv")}
+        )
     if response.status_code != 202:
         raise SystemExit(f"upload refused: {response.status_code} {response.text}")
     body: dict[str, Any] = response.json()
@@ -156,10 +175,11 @@ def pipeline(http: httpx.Client, path: Path) -> tuple[float, dict[str, float]]:
     uploaded = time.perf_counter()
     until_done(http, job)
     end = time.perf_counter()
-    (waited, loaded), = DB.rows(
+    ((waited, loaded),) = DB.rows(
         "SELECT extract(epoch FROM started_at - created_at), "
         "extract(epoch FROM finished_at - started_at) FROM import_jobs WHERE id = %s",
-        (job["id"],))
+        (job["id"],),
+    )
     parts = {"upload": uploaded - start, "queue": float(waited), "load": float(loaded)}
     parts["event"] = end - start - sum(parts.values())
     return end - start, parts
@@ -169,10 +189,12 @@ def pipeline(http: httpx.Client, path: Path) -> tuple[float, dict[str, float]]:
 def services() -> Iterator[dict[str, Process]]:
     running: dict[str, Process] = {}
     try:
-        running["api"] = start("api", api_command("127.0.0.1", PORT, "--no-access-log"),
-                               "Uvicorn running")
-        running["worker"] = start("worker", worker_command(get_settings().worker_concurrency),
-                                  "ready.")
+        running["api"] = start(
+            "api", api_command("127.0.0.1", PORT, "--no-access-log"), "Uvicorn running"
+        )
+        running["worker"] = start(
+            "worker", worker_command(get_settings().worker_concurrency), "ready."
+        )
         running["express"] = start("express", express_command(), "ready.")
         yield running
     finally:
@@ -191,16 +213,26 @@ def measure(http: httpx.Client, running: dict[str, Process], rows: int, runs: in
             if DB.fingerprint("bench.baseline") != DB.fingerprint("bench.pipeline"):
                 raise SystemExit("the pipeline's table differs from psql's: see var/bench")
             where = ", ".join(f"{name} {seconds:.2f}" for name, seconds in parts.items())
-            print(f"  run {run}: psql \\copy {baseline:.2f} s, pipeline {ours:.2f} s ({where}), "
-                  f"ratio {ours / baseline:.2f}", flush=True)
+            print(
+                f"  run {run}: psql \\copy {baseline:.2f} s, pipeline {ours:.2f} s ({where}), "
+                f"ratio {ours / baseline:.2f}",
+                flush=True,
+            )
             samples.append((baseline, ours))
     # Each run's ratio compares two times taken moments apart, on the same machine load.
     ratio = statistics.median(ours / baseline for baseline, ours in samples)
     baseline = statistics.median(sample[0] for sample in samples)
     ours = statistics.median(sample[1] for sample in samples)
-    return Figures(rows, round(path.stat().st_size / 1e6, 1), round(baseline, 2),
-                   round(ours, 2), round(ratio, 2), round(rows / ours),
-                   round(memory.peak["worker"], 1), round(memory.peak["api"], 1))
+    return Figures(
+        rows,
+        round(path.stat().st_size / 1e6, 1),
+        round(baseline, 2),
+        round(ours, 2),
+        round(ratio, 2),
+        round(rows / ours),
+        round(memory.peak["worker"], 1),
+        round(memory.peak["api"], 1),
+    )
 
 
 def small_during(http: httpx.Client, rows: int) -> dict[str, float]:
@@ -230,11 +262,18 @@ def upload_only(http: httpx.Client, running: dict[str, Process], rows: int) -> d
         seconds = time.perf_counter() - start
     http.post(f"/imports/{job['id']}/cancel")
     peak = memory.peak["api"]
-    figures = {"megabytes": round(path.stat().st_size / 1e6),
-               "upload_seconds": round(seconds, 2), "api_rss_before_mb": round(before, 1),
-               "api_rss_peak_mb": round(peak, 1), "api_rss_growth_mb": round(peak - before, 1)}
-    print(f"  upload of {figures['megabytes']} MB: API RSS {before:.1f} MB before, "
-          f"{peak:.1f} MB at most (+{figures['api_rss_growth_mb']} MB)", flush=True)
+    figures = {
+        "megabytes": round(path.stat().st_size / 1e6),
+        "upload_seconds": round(seconds, 2),
+        "api_rss_before_mb": round(before, 1),
+        "api_rss_peak_mb": round(peak, 1),
+        "api_rss_growth_mb": round(peak - before, 1),
+    }
+    print(
+        f"  upload of {figures['megabytes']} MB: API RSS {before:.1f} MB before, "
+        f"{peak:.1f} MB at most (+{figures['api_rss_growth_mb']} MB)",
+        flush=True,
+    )
     return figures
 
 
@@ -249,15 +288,18 @@ def main() -> int:
     prepare()
     report: dict[str, Any] = {}
     headers = bearer(make_key(ENV["DATABASE_URL"], "bench", name="benchmark"))
-    with services() as running, httpx.Client(base_url=f"http://127.0.0.1:{PORT}",
-                                             headers=headers, timeout=600) as http:
+    with (
+        services() as running,
+        httpx.Client(base_url=f"http://127.0.0.1:{PORT}", headers=headers, timeout=600) as http,
+    ):
         if args.upload_only:
             report["upload"] = upload_only(http, running, args.upload_only)
         elif args.small_during:
             report["small_during"] = small_during(http, args.small_during)
         else:
-            report["loads"] = [asdict(measure(http, running, rows, args.runs))
-                               for rows in args.rows]
+            report["loads"] = [
+                asdict(measure(http, running, rows, args.runs)) for rows in args.rows
+            ]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -267,11 +309,13 @@ def main() -> int:
 
 def print_table(loads: list[dict[str, Any]]) -> None:
     for load in loads:
-        print(f"{load['rows']:>10,} rows ({load['megabytes']} MB): "
-              f"psql \\copy {load['baseline_seconds']:.2f} s | "
-              f"pipeline {load['pipeline_seconds']:.2f} s | ratio {load['ratio']:.2f} | "
-              f"{load['rows_per_second']:,} rows/s | worker peak RSS {load['worker_peak_mb']} MB"
-              f" | API peak RSS {load['api_peak_mb']} MB")
+        print(
+            f"{load['rows']:>10,} rows ({load['megabytes']} MB): "
+            f"psql \\copy {load['baseline_seconds']:.2f} s | "
+            f"pipeline {load['pipeline_seconds']:.2f} s | ratio {load['ratio']:.2f} | "
+            f"{load['rows_per_second']:,} rows/s | worker peak RSS {load['worker_peak_mb']} MB"
+            f" | API peak RSS {load['api_peak_mb']} MB"
+        )
 
 
 if __name__ == "__main__":

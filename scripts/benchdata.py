@@ -21,10 +21,42 @@ TABLE_DDL = """(
     note text
 )"""
 HEADER = "id,email,name,born,balance,country,active,note\n"
-FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret",
-         "Dennis", "Radia", "Linus", "Hedy", "John", "Sophie", "Guido"]
-LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson",
-        "Hamilton", "Ritchie", "Perlman", "Torvalds", "Lamarr", "McCarthy", "Wilson", "van Rossum"]
+FIRST = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "Linus",
+    "Hedy",
+    "John",
+    "Sophie",
+    "Guido",
+]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Torvalds",
+    "Lamarr",
+    "McCarthy",
+    "Wilson",
+    "van Rossum",
+]
 COUNTRIES = ["FR", "DE", "GB", "US", "NL", "IT", "ES", "SE", "PL", "JP", "BR", "CA"]
 NOTES = [
     "prefers email; never calls",
@@ -41,11 +73,13 @@ def rows(count: int, seed: int = 7) -> Iterator[str]:
     pick = random.Random(seed)  # noqa: S311 - test data, not secrets
     for key in range(1, count + 1):
         first, last = pick.choice(FIRST), pick.choice(LAST)
-        yield (f"{key},{first.lower()}.{last.lower().replace(' ', '')}{key}@mail.com,"
-               f"{first} {last},{pick.randint(1940, 2005)}-{pick.randint(1, 12):02d}-"
-               f"{pick.randint(1, 28):02d},{pick.randint(-99999, 9999999) / 100:.2f},"
-               f"{pick.choice(COUNTRIES)},{pick.choice(('true', 'false'))},"
-               f"{pick.choice(NOTES)}\n")
+        yield (
+            f"{key},{first.lower()}.{last.lower().replace(' ', '')}{key}@mail.com,"
+            f"{first} {last},{pick.randint(1940, 2005)}-{pick.randint(1, 12):02d}-"
+            f"{pick.randint(1, 28):02d},{pick.randint(-99999, 9999999) / 100:.2f},"
+            f"{pick.choice(COUNTRIES)},{pick.choice(('true', 'false'))},"
+            f"{pick.choice(NOTES)}\n"
+        )
 
 
 def write(path: Path, count: int, seed: int = 7) -> Path:

@@ -1,6 +1,6 @@
 """Upload a CSV file and follow its import in the terminal: see `--help`.
 
-    .venv/bin/python scripts/import_csv.py server/demo/customers.csv --target customers
+.venv/bin/python scripts/import_csv.py server/demo/customers.csv --target customers
 """
 
 import sys

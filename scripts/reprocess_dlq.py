@@ -1,6 +1,6 @@
 """List, replay or purge the dead-letter queue: see `--help`.
 
-    .venv/bin/python scripts/reprocess_dlq.py list
+.venv/bin/python scripts/reprocess_dlq.py list
 """
 
 import sys

@@ -2,15 +2,26 @@
 
 The flow, and where each step lives:
 
-    api/         FastAPI: POST /imports streams the upload to storage, checks the header,
-                 commits the job row, then publishes the job id (messaging/).
-    storage.py   where uploaded files live (a directory shared by API and workers).
-    csvfile/     pure CSV logic: encoding and dialect detection, a resumable record reader,
-                 header matching, per-column validation.
-    targets.py   what a target table looks like, read from PostgreSQL itself.
-    jobs/        the job records and refused rows (SQLAlchemy), the only state that matters.
-    messaging/   the RabbitMQ topology (one module) and confirmed publishing.
-    work/        the Celery app and its one task: load one bounded segment of a job.
-    loading/     COPY of validated batches into a staging table, checkpoints, and the final
-                 publish of staged rows into the target.
+    api/          FastAPI: POST /imports streams the upload to storage, checks the header,
+                  commits the job, then publishes its id (messaging/); jobs, refused rows,
+                  targets, health and metrics; the response models (schemas.py); the sweeper.
+    storage.py    where uploaded files live (a directory shared by the API and the workers).
+    csvfile/      pure CSV logic: encoding and dialect detection, a resumable record reader,
+                  header matching, per-column converters and the fast path's row pattern.
+    targets.py    what a target table looks like, read from PostgreSQL itself.
+    jobs/         the job records: statuses, typed Job records, and the repository that holds
+                  every statement on the job tables; the only state that matters.
+    messaging/    the RabbitMQ topology (one module) and confirmed publishing.
+    work/         the Celery app and its one task: load one bounded segment of a job.
+    loading/      batches COPYed into a staging table (or straight into the target),
+                  checkpoints, and the final publish of staged rows into the target.
+    progress/     live progress: written to Redis by workers, streamed by the API over SSE.
+    deadletters/  listing, replaying and purging imports.dead.
+    keys/         API keys and tenants, event-stream tokens, the signing secret.
+    housekeeping.py  what is removed after the retention periods.
+
+Around the flow: settings.py (one settings object), db.py (engines, the table metadata),
+run.py (every process's command line), setup.py (database, migrations, broker, first key),
+client.py (the terminal client), demo/ (the demo table and file), web/ (the page),
+migrations/ (Alembic), crash.py (a test seam that lets the fault tests crash a process).
 """

@@ -52,12 +52,22 @@ class Reading:
 
 
 def upload(http: httpx.Client, path: Path, fields: dict[str, str]) -> dict[str, Any]:
-    with Progress(TextColumn("upload"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console, transient=True) as progress, path.open("rb") as file:
+    with (
+        Progress(
+            TextColumn("upload"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+        path.open("rb") as file,
+    ):
         task = progress.add_task("upload", total=path.stat().st_size)
         reading = cast(IO[bytes], Reading(file, progress, task))
-        response = http.post("/imports", data=fields,
-                             files={"file": (path.name, reading, "text/csv")})
+        response = http.post(
+            "/imports", data=fields, files={"file": (path.name, reading, "text/csv")}
+        )
     body: dict[str, Any] = response.json()
     if response.status_code != 202:
         error = body.get("error", {})
@@ -90,8 +100,9 @@ def read_events(lines: Iterable[str]) -> Iterator[Event]:
                 fields[name] = value.removeprefix(" ")
             continue
         if "data" in fields:
-            yield Event(fields.get("event", "message"), json.loads(fields["data"]),
-                        fields.get("id"))
+            yield Event(
+                fields.get("event", "message"), json.loads(fields["data"]), fields.get("id")
+            )
         fields = {}
 
 
@@ -102,17 +113,25 @@ def events(http: httpx.Client, url: str) -> Iterator[Event]:
 
 def follow(http: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
     last: dict[str, Any] = {"status": job["status"]}
-    columns = (TextColumn("import"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-               TextColumn("{task.fields[rows]} rows"), TextColumn("{task.fields[rate]}"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("import"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[rows]} rows"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("import", total=job["bytes_total"], rows="0", rate="")
         for event in events(http, job["events_url"]):
             state = event.data
             rate = state.get("rows_per_second")
-            progress.update(task, completed=state["bytes_done"],
-                            rows=f"{state['rows_loaded']:,}",
-                            rate=f"{rate:,.0f} rows/s" if rate else "")
+            progress.update(
+                task,
+                completed=state["bytes_done"],
+                rows=f"{state['rows_loaded']:,}",
+                rate=f"{rate:,.0f} rows/s" if rate else "",
+            )
             last = state
             if event.kind in FINISHED:
                 break
@@ -124,18 +143,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", type=Path)
     parser.add_argument("--target", required=True)
     parser.add_argument("--mode", choices=["append", "upsert"], default="append")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="any other upload field, e.g. --option max_errors=10")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other upload field, e.g. --option max_errors=10",
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--api-key", default=os.environ.get("CSV_IMPORT_API_KEY"),
-                        help=f"default: $CSV_IMPORT_API_KEY, else the content of {KEY_FILE}")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CSV_IMPORT_API_KEY"),
+        help=f"default: $CSV_IMPORT_API_KEY, else the content of {KEY_FILE}",
+    )
     args = parser.parse_args(argv)
-    fields = {"target": args.target, "mode": args.mode,
-              **dict(option.split("=", 1) for option in args.option)}
+    fields = {
+        "target": args.target,
+        "mode": args.mode,
+        **dict(option.split("=", 1) for option in args.option),
+    }
     key = args.api_key or (KEY_FILE.read_text().strip() if KEY_FILE.exists() else None)
     if not key:
-        console.print(f"[red]no API key: pass --api-key, set CSV_IMPORT_API_KEY, or run "
-                      f"`make setup` to have one written to {KEY_FILE}")
+        console.print(
+            f"[red]no API key: pass --api-key, set CSV_IMPORT_API_KEY, or run "
+            f"`make setup` to have one written to {KEY_FILE}"
+        )
         return 2
     headers = {"Authorization": f"Bearer {key}"}
     try:
@@ -145,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.TransportError as error:
         console.print(f"[red]cannot reach {args.url}: {error}")
         return 2
-    print(f"{final['status']}: {final.get('rows_loaded', 0):,} rows loaded, "
-          f"{final.get('rows_refused', 0):,} refused")
+    print(
+        f"{final['status']}: {final.get('rows_loaded', 0):,} rows loaded, "
+        f"{final.get('rows_refused', 0):,} refused"
+    )
     if final.get("error"):
         print(f"error: {final['error']}")
     if final.get("rows_refused"):

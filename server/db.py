@@ -29,8 +29,10 @@ def worker_engine(settings: Settings) -> Engine:
     timeout_ms = settings.statement_timeout_seconds * 1000
     # UTC: a timestamp without a zone in a file means the same on every server (the
     # careful path says so explicitly; COPY of a plain run reads it in this zone).
-    options = (f"-c statement_timeout={timeout_ms} "
-               f"-c client_connection_check_interval={CLIENT_CHECK_MS} -c timezone=UTC")
+    options = (
+        f"-c statement_timeout={timeout_ms} "
+        f"-c client_connection_check_interval={CLIENT_CHECK_MS} -c timezone=UTC"
+    )
     return create_engine(
         settings.database_url,
         poolclass=NullPool,

@@ -24,17 +24,41 @@ from server.settings import Settings, get_settings
 
 
 def api_command(host: str, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "server.api.app:app", "--host", host,
-            "--port", str(port), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "server.api.app:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        *extra,
+    ]
 
 
-def worker_command(concurrency: int, queues: Sequence[str] = (),
-                   name: str | None = None) -> list[str]:
+def worker_command(
+    concurrency: int, queues: Sequence[str] = (), name: str | None = None
+) -> list[str]:
     """A prefork worker (the only pool that enforces time limits), without the broker
     chatter that would create queues outside the topology."""
-    command = [sys.executable, "-m", "celery", "-A", "server.work.celery_app", "worker",
-               "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
-               "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "server.work.celery_app",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     if queues:
         command += ["--queues", ",".join(queues)]
     if name:
@@ -72,14 +96,16 @@ def run_all(settings: Settings) -> int:
 
 def welcome(settings: Settings) -> str:
     key_file = settings.api_key_file
-    return (f"\n  CSV import is starting\n"
-            f"  upload page: {settings.base_url}/\n"
-            f"  API docs:    {settings.base_url}/docs\n"
-            f"  API key:     {key_file} (the upload page asks for it once)\n"
-            f"  from a shell: curl -H \"Authorization: Bearer $(cat {key_file})\" "
-            f"-F file=@server/demo/customers.csv -F target=customers {settings.base_url}"
-            f"/imports\n"
-            f"  RabbitMQ:    http://127.0.0.1:15672/ (guest/guest)\n")
+    return (
+        f"\n  CSV import is starting\n"
+        f"  upload page: {settings.base_url}/\n"
+        f"  API docs:    {settings.base_url}/docs\n"
+        f"  API key:     {key_file} (the upload page asks for it once)\n"
+        f'  from a shell: curl -H "Authorization: Bearer $(cat {key_file})" '
+        f"-F file=@server/demo/customers.csv -F target=customers {settings.base_url}"
+        f"/imports\n"
+        f"  RabbitMQ:    http://127.0.0.1:15672/ (guest/guest)\n"
+    )
 
 
 def main(argv: Sequence[str] = ()) -> int:

@@ -132,9 +132,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secret_is_safe(self) -> Settings:
         if self.secret_key and len(self.secret_key) < MIN_SECRET_LENGTH:
-            raise ValueError(f"secret_key must be at least {MIN_SECRET_LENGTH} random "
-                             "characters (python -c 'import secrets; "
-                             "print(secrets.token_urlsafe(32))')")
+            raise ValueError(
+                f"secret_key must be at least {MIN_SECRET_LENGTH} random "
+                "characters (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         return self
 
     @property

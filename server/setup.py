@@ -33,11 +33,11 @@ FIRST_TENANT = "default"
 
 HOW_TO_START = {
     "PostgreSQL": "start it (e.g. `pg_ctlcluster 15 main start` or `docker compose up -d "
-                  "postgres`) or set DATABASE_URL",
+    "postgres`) or set DATABASE_URL",
     "Redis": "start it (e.g. `redis-server --daemonize yes` or `docker compose up -d redis`) "
-             "or set REDIS_URL",
+    "or set REDIS_URL",
     "RabbitMQ": "start it (e.g. `rabbitmq-server -detached` or `docker compose up -d "
-                "rabbitmq`) or set BROKER_URL",
+    "rabbitmq`) or set BROKER_URL",
 }
 
 
@@ -48,9 +48,13 @@ class Unreachable(RuntimeError):
 def ensure_database(settings: Settings) -> None:
     """Create the database named in DATABASE_URL if the server does not have it yet."""
     url = make_url(settings.database_url)
-    params = {"host": url.host or "127.0.0.1", "port": url.port or 5432,
-              "user": url.username or "postgres", "password": url.password or None,
-              "connect_timeout": 5}
+    params = {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": url.username or "postgres",
+        "password": url.password or None,
+        "connect_timeout": 5,
+    }
     try:
         server = psycopg2.connect(dbname="postgres", **params)
     except psycopg2.OperationalError as error:
@@ -88,12 +92,15 @@ def ensure_vhost(settings: Settings) -> None:
     vhost, user = connection.virtual_host, connection.userid or "guest"
     if vhost in ("/", "") or not shutil.which("rabbitmqctl"):
         return
-    listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True,
-                            text=True, check=False)
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, check=False
+    )
     if listed.returncode == 0 and vhost not in listed.stdout.split():
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user,
-                        ".*", ".*", ".*"], check=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
+            check=True,
+        )
 
 
 def enable_management(management_url: str = "http://127.0.0.1:15672/") -> str:
@@ -103,8 +110,11 @@ def enable_management(management_url: str = "http://127.0.0.1:15672/") -> str:
     except (urllib.error.URLError, OSError):
         if not shutil.which("rabbitmq-plugins"):
             return "management UI not reachable (enable the rabbitmq_management plugin)"
-        subprocess.run(["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
-                       check=False, capture_output=True)
+        subprocess.run(
+            ["rabbitmq-plugins", "enable", "--quiet", "rabbitmq_management"],
+            check=False,
+            capture_output=True,
+        )
     return f"management UI: {management_url} (guest/guest)"
 
 
@@ -120,8 +130,10 @@ def main() -> int:
         return 1
     except Unreachable as error:
         service, where, cause = error.args
-        print(f"error: {service} is not reachable at {where}: {cause}\n"
-              f"  {HOW_TO_START[service]}", file=sys.stderr)
+        print(
+            f"error: {service} is not reachable at {where}: {cause}\n  {HOW_TO_START[service]}",
+            file=sys.stderr,
+        )
         return 1
     upgrade(settings.database_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)

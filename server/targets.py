@@ -96,8 +96,9 @@ def load_target(connection: Connection, name: str, allow_list: list[str]) -> Tar
     if oid is None:
         raise UnknownTarget(f"{name!r} is not a table that imports are allowed into")
     columns = tuple(_column(row) for row in connection.execute(_COLUMNS, {"oid": oid}))
-    keys = {row.name: (row.type, tuple(row.columns))
-            for row in connection.execute(_KEYS, {"oid": oid})}
+    keys = {
+        row.name: (row.type, tuple(row.columns)) for row in connection.execute(_KEYS, {"oid": oid})
+    }
     primary = next((cols for kind, cols in keys.values() if kind == "p"), ())
     unique = {key: cols for key, (_, cols) in keys.items()}
     return Target(schema, table, columns, primary, unique)

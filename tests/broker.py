@@ -27,8 +27,7 @@ def message_count(connection: Connection, queue: str) -> int:
 
 def dead_letters(connection: Connection) -> list[DeadLetter]:
     """Everything in the dead-letter queue; the messages are put back afterwards."""
-    dead = next(q for q in topology.build(get_settings()).queues
-                if q.name == topology.DEAD_QUEUE)
+    dead = next(q for q in topology.build(get_settings()).queues if q.name == topology.DEAD_QUEUE)
     channel: Any = connection.channel()
     bound = dead(channel)
     found, held = [], []

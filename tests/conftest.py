@@ -27,9 +27,11 @@ ARTIFACTS = ROOT / "test-artifacts"
 API_PORT = free_port()
 ENV = {
     "DATABASE_URL": os.environ.get(
-        "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/csv_import_test"),
+        "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/csv_import_test"
+    ),
     "BROKER_URL": os.environ.get(
-        "TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/csv_import_test"),
+        "TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/csv_import_test"
+    ),
     "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
     "UPLOAD_DIR": str(ARTIFACTS / "uploads"),
     "IMPORT_TARGETS": f"public.customers,{TEST_SCHEMA}.*",
@@ -86,8 +88,10 @@ MakeKey = Callable[..., str]
 @pytest.fixture(scope="session")
 def make_key(prepared: None) -> MakeKey:
     """A new API key for a tenant (limited to some targets, if given)."""
+
     def make(tenant: str = "tests", targets: list[str] | None = None) -> str:
         return harness.make_key(ENV["DATABASE_URL"], tenant, targets)
+
     return make
 
 
@@ -180,6 +184,7 @@ MakePair = Callable[..., Pair]
 def pair(table: MakeTable, db: Database) -> MakePair:
     def make(content: bytes, ddl: str = CUSTOMERS_DDL) -> Pair:
         return Pair(table(ddl), db.reference(table(ddl), content), db)
+
     return make
 
 

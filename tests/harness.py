@@ -38,8 +38,9 @@ def free_port() -> int:
         return port
 
 
-def wait_until(check: Callable[[], Any], timeout: float, why: Callable[[], str] | str = "",
-               every: float = 0.05) -> Any:
+def wait_until(
+    check: Callable[[], Any], timeout: float, why: Callable[[], str] | str = "", every: float = 0.05
+) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         result = check()
@@ -51,16 +52,24 @@ def wait_until(check: Callable[[], Any], timeout: float, why: Callable[[], str] 
 
 # --- processes ---------------------------------------------------------------------------
 
+
 class Process:
     """A child process in its own process group, with its output in a log file."""
 
-    def __init__(self, name: str, command: list[str], env: Mapping[str, str],
-                 log_dir: Path) -> None:
+    def __init__(
+        self, name: str, command: list[str], env: Mapping[str, str], log_dir: Path
+    ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(command, cwd=ROOT, env=dict(env), stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -70,8 +79,10 @@ class Process:
             if self.popen.poll() is not None and text not in self.log():
                 raise AssertionError(f"the process ended before {text!r}:\n{self.log()[-3000:]}")
             return text in self.log()
-        wait_until(seen, timeout,
-                   lambda: f"{text!r} never appeared in the log:\n{self.log()[-3000:]}")
+
+        wait_until(
+            seen, timeout, lambda: f"{text!r} never appeared in the log:\n{self.log()[-3000:]}"
+        )
 
     def pids(self) -> list[int]:
         """The process and its children (a worker's pool processes)."""
@@ -105,8 +116,9 @@ def start_api(env: Mapping[str, str], log_dir: Path, port: int, *extra: str) -> 
     return api
 
 
-def start_worker(env: Mapping[str, str], log_dir: Path, concurrency: int = 1,
-                 queues: Sequence[str] = ()) -> Process:
+def start_worker(
+    env: Mapping[str, str], log_dir: Path, concurrency: int = 1, queues: Sequence[str] = ()
+) -> Process:
     """A worker for all queues, or for some; each named apart, as on separate hosts."""
     name = f"{'-'.join(queues) or 'worker'}-{uuid.uuid4().hex[:6]}@%h"
     worker = Process("worker", worker_command(concurrency, queues, name), env, log_dir)
@@ -124,6 +136,7 @@ def rss_mb(pid: int) -> float:
 
 
 # --- the database ------------------------------------------------------------------------
+
 
 class Database:
     def __init__(self, dsn: str) -> None:
@@ -158,7 +171,8 @@ class Database:
         """Row count and a hash of the rows in order: equal for equal tables."""
         found: tuple[int, str] = self.rows(
             f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY {order_by})), '') "
-            f"FROM {table} t")[0]
+            f"FROM {table} t"
+        )[0]
         return found
 
     def fingerprint(self, table: str) -> tuple[int, int]:
@@ -166,17 +180,18 @@ class Database:
         tables without a key to order by."""
         count, total = self.rows(
             "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)"
-            f" FROM {table} t")[0]
+            f" FROM {table} t"
+        )[0]
         return int(count), int(total)
 
-    def copy_csv(self, table: str, content: bytes, options: str = "FORMAT csv, HEADER true"
-                 ) -> None:
+    def copy_csv(
+        self, table: str, content: bytes, options: str = "FORMAT csv, HEADER true"
+    ) -> None:
         """PostgreSQL's own CSV parser: the oracle the pipeline is checked against."""
         connection = self.connect()
         try:
             with connection.cursor() as cursor:
-                cursor.copy_expert(f"COPY {table} FROM STDIN WITH ({options})",
-                                   io.BytesIO(content))
+                cursor.copy_expert(f"COPY {table} FROM STDIN WITH ({options})", io.BytesIO(content))
         finally:
             connection.close()
 
@@ -186,8 +201,12 @@ class Database:
         return table
 
 
-def make_key(database_url: str, tenant: str, targets: Sequence[str] | None = None,
-             name: str = "made by a test") -> str:
+def make_key(
+    database_url: str,
+    tenant: str,
+    targets: Sequence[str] | None = None,
+    name: str = "made by a test",
+) -> str:
     """A new API key, made by the same code as the operator's command."""
     engine = create_engine(database_url)
     try:
@@ -203,8 +222,13 @@ def bearer(key: str) -> dict[str, str]:
 
 # --- event streams -----------------------------------------------------------------------
 
-def events(http: httpx.Client, url: str, headers: Mapping[str, str] | None = None,
-           timeout: float | None = None) -> Iterator[Event]:
+
+def events(
+    http: httpx.Client,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Iterator[Event]:
     """A job's events as they come, until the stream ends or the caller stops reading."""
     with http.stream("GET", url, headers=headers, timeout=timeout) as response:
         response.raise_for_status()

@@ -21,8 +21,9 @@ from server.settings import get_settings
 from server.storage import LocalStorage
 
 
-def load(content: bytes, target: str, on_progress: ProgressHook | None = None,
-         **fields: str) -> Job:
+def load(
+    content: bytes, target: str, on_progress: ProgressHook | None = None, **fields: str
+) -> Job:
     settings = get_settings()
     storage = LocalStorage(settings.upload_dir)
     key = f"{uuid.uuid4()}.csv"
@@ -31,9 +32,15 @@ def load(content: bytes, target: str, on_progress: ProgressHook | None = None,
     storage.commit(key)
     engine = worker_engine(settings)
     try:
-        job = accept(engine, storage, settings, Tenant("tests"),
-                     Upload(key, "data.csv", len(content), "-"),
-                     parse_options({"target": target, **fields}), None)
+        job = accept(
+            engine,
+            storage,
+            settings,
+            Tenant("tests"),
+            Upload(key, "data.csv", len(content), "-"),
+            parse_options({"target": target, **fields}),
+            None,
+        )
         with engine.begin() as connection:
             # This process stands in for the broker: the API's sweeper must not publish it.
             mark_published(connection, job.id)

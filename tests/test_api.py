@@ -24,8 +24,11 @@ LIMIT = int(ENV["MAX_UPLOAD_BYTES"])
 def state(db: Database, broker: Connection) -> tuple[int, int, list[str]]:
     """What an upload can leave behind: job rows, messages, stored files."""
     messages = message_count(broker, WORK_QUEUE) + message_count(broker, EXPRESS_QUEUE)
-    return (db.value("SELECT count(*) FROM import_jobs"), messages,
-            sorted(os.listdir(ENV["UPLOAD_DIR"])))
+    return (
+        db.value("SELECT count(*) FROM import_jobs"),
+        messages,
+        sorted(os.listdir(ENV["UPLOAD_DIR"])),
+    )
 
 
 def chunks(total: int) -> Iterator[bytes]:
@@ -45,16 +48,27 @@ BAD_UPLOADS: list[tuple[str, dict[str, Any], int, str]] = [
     ("duplicate header", {"content": b"id,email,ID\n1,a@x,2\n"}, 422, "duplicate_header"),
     ("unknown mode", {"mode": "replace"}, 422, "invalid_option"),
     ("bad mapping", {"mapping": '{"nope": "id"}'}, 422, "unknown_mapping"),
-    ("too large", {"content": b"id,email\n" + b"1,a@x\n" * (LIMIT // 6 + 1)}, 413,
-     "file_too_large"),
+    (
+        "too large",
+        {"content": b"id,email\n" + b"1,a@x\n" * (LIMIT // 6 + 1)},
+        413,
+        "file_too_large",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "fields", "status", "code"), BAD_UPLOADS,
-                         ids=[case[0] for case in BAD_UPLOADS])
+@pytest.mark.parametrize(
+    ("case", "fields", "status", "code"), BAD_UPLOADS, ids=[case[0] for case in BAD_UPLOADS]
+)
 def test_a_bad_upload_gets_a_clear_error_and_leaves_nothing_behind(
-    client: httpx.Client, db: Database, broker: Connection, table: MakeTable,
-    case: str, fields: dict[str, Any], status: int, code: str,
+    client: httpx.Client,
+    db: Database,
+    broker: Connection,
+    table: MakeTable,
+    case: str,
+    fields: dict[str, Any],
+    status: int,
+    code: str,
 ) -> None:
     target = fields.pop("target", table())
     content = fields.pop("content", GOOD)
@@ -76,21 +90,29 @@ def test_missing_columns_are_named_with_the_line(client: httpx.Client, table: Ma
 
 
 def test_an_oversized_streamed_body_is_cut_off_while_streaming(
-    client: httpx.Client, db: Database, broker: Connection, table: MakeTable,
+    client: httpx.Client,
+    db: Database,
+    broker: Connection,
+    table: MakeTable,
 ) -> None:
     boundary = "cutoff"
     target = table()
 
     def body() -> Iterator[bytes]:
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="target"\r\n\r\n'
-               f'{target}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-               f'filename="big.csv"\r\nContent-Type: text/csv\r\n\r\n').encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="target"\r\n\r\n'
+            f'{target}\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.csv"\r\nContent-Type: text/csv\r\n\r\n'
+        ).encode()
         yield from chunks(LIMIT * 2)
         yield f"\r\n--{boundary}--\r\n".encode()
 
     before = state(db, broker)
-    response = client.post("/imports", content=body(),
-                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    response = client.post(
+        "/imports",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "file_too_large"
     assert state(db, broker) == before
@@ -100,8 +122,11 @@ def test_an_oversized_streamed_body_is_cut_off_while_streaming(
     ("request_kwargs", "status", "code"),
     [
         ({"json": {"target": "customers"}}, 415, "not_multipart"),
-        ({"files": {"other": ("x.csv", GOOD)}, "data": {"target": "customers"}}, 422,
-         "missing_file"),
+        (
+            {"files": {"other": ("x.csv", GOOD)}, "data": {"target": "customers"}},
+            422,
+            "missing_file",
+        ),
         ({"files": {"file": ("x.csv", GOOD)}}, 422, "missing_target"),
     ],
     ids=["json body", "no file part", "no target"],
@@ -115,10 +140,13 @@ def test_malformed_requests_name_what_is_missing(
 
 
 def test_a_body_cut_off_midway_is_refused(client: httpx.Client) -> None:
-    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n\r\n'
-            b"id,email\n1,a@x\n")
-    response = client.post("/imports", content=body,
-                           headers={"Content-Type": "multipart/form-data; boundary=b"})
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n\r\n'
+        b"id,email\n1,a@x\n"
+    )
+    response = client.post(
+        "/imports", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "incomplete_body"
 
@@ -140,30 +168,32 @@ def test_an_idempotency_key_returns_the_first_job(
 def test_refused_rows_come_as_json_pages_and_as_a_csv_to_fix(
     client: httpx.Client, worker: Process, table: MakeTable
 ) -> None:
-    content = (b"id;email;name\n1;a@x;ok\nx;b@x;=HYPERLINK(\"http://evil\")\n"
-               b"3;;-2+3\n4;d@x;-42\n5;e@x;fine\n")
+    content = (
+        b'id;email;name\n1;a@x;ok\nx;b@x;=HYPERLINK("http://evil")\n'
+        b"3;;-2+3\n4;d@x;-42\n5;e@x;fine\n"
+    )
     job = wait_for_job(client, upload(client, content, table()).json()["id"])
     assert (job["rows_loaded"], job["rows_refused"]) == (3, 2)
 
     page = client.get(f"/imports/{job['id']}/errors", params={"limit": 1}).json()
     assert [(r["line"], r["column"], r["code"]) for r in page["items"]] == [
-        (3, "id", "not_integer")]
+        (3, "id", "not_integer")
+    ]
     rest = client.get(page["next"]).json()
     assert [(r["line"], r["column"], r["code"]) for r in rest["items"]] == [
-        (4, "email", "not_null")]
+        (4, "email", "not_null")
+    ]
 
     download = client.get(f"/imports/{job['id']}/errors", headers={"Accept": "text/csv"})
     assert download.headers["content-type"].startswith("text/csv")
     assert download.text.splitlines() == [
         "\ufeffid;email;name;error",
-        "x;b@x;\"'=HYPERLINK(\"\"http://evil\"\")\";line 3: id: 'x' is not a whole number",
+        'x;b@x;"\'=HYPERLINK(""http://evil"")";line 3: id: \'x\' is not a whole number',
         "3;;'-2+3;line 4: email: is empty, but the column does not allow empty values",
     ]
 
 
-def test_jobs_are_listed_newest_first_with_paging(
-    client: httpx.Client, table: MakeTable
-) -> None:
+def test_jobs_are_listed_newest_first_with_paging(client: httpx.Client, table: MakeTable) -> None:
     target = table()
     ids = [upload(client, GOOD, target).json()["id"] for _ in range(3)]
     page = client.get("/imports", params={"limit": 2}).json()
@@ -182,7 +212,10 @@ def test_health_checks_every_service_for_real(client: httpx.Client) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     assert {name: check["ok"] for name, check in response.json()["checks"].items()} == {
-        "postgresql": True, "redis": True, "rabbitmq": True}
+        "postgresql": True,
+        "redis": True,
+        "rabbitmq": True,
+    }
 
 
 def test_targets_are_listed_with_their_columns(client: httpx.Client, table: MakeTable) -> None:

@@ -14,8 +14,9 @@ from tests.harness import Process
 from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="needs Chromium (make test installs it when run as root)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Chromium (make test installs it when run as root)"
+)
 
 
 def test_a_file_uploaded_on_the_page_shows_its_progress_to_the_end(
@@ -33,9 +34,17 @@ def test_a_file_uploaded_on_the_page_shows_its_progress_to_the_end(
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 420, "height": 820})
             page.goto(f"{api}/")
@@ -50,8 +59,7 @@ def test_a_file_uploaded_on_the_page_shows_its_progress_to_the_end(
 
             assert page.text_content("#percent") == "100.0%"
             assert page.get_attribute("#import-bar", "style") == "width: 100%;"
-            assert page.text_content("#result-text") == (
-                "Done: 29,999 rows imported, 1 refused.")
+            assert page.text_content("#result-text") == ("Done: 29,999 rows imported, 1 refused.")
             link = page.get_attribute("#refused-link", "href") or ""
             assert link.endswith("/errors?format=csv")
             with page.expect_download() as download:

@@ -42,11 +42,16 @@ def test_layout_is_detected_from_the_first_bytes(
 ) -> None:
     layout = detect_layout(data)
     assert (layout.encoding, layout.bom_bytes, layout.delimiter, layout.terminator) == (
-        encoding, bom, delimiter, terminator)
+        encoding,
+        bom,
+        delimiter,
+        terminator,
+    )
 
 
-@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
-                                  b"PK\x03\x04\x14\x00\x00"])
+@pytest.mark.parametrize(
+    "data", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"PK\x03\x04\x14\x00\x00"]
+)
 def test_binary_files_are_not_text(data: bytes) -> None:
     with pytest.raises(NotText):
         detect_layout(data)
@@ -75,15 +80,16 @@ def test_a_reader_opened_at_any_record_boundary_reads_the_same_rest() -> None:
     for index, record in enumerate(whole):
         resumed = RecordReader(io.BytesIO(data), layout, record.end_offset, record.next_line)
         assert [(r.line, r.fields) for r in resumed] == [
-            (r.line, r.fields) for r in whole[index + 1:]]
+            (r.line, r.fields) for r in whole[index + 1 :]
+        ]
 
 
 def test_utf16_offsets_resume_exactly() -> None:
-    data = codecs.BOM_UTF16_LE + "a,b\n1,ö\n2,\U0001F600\n3,z\n".encode("utf-16-le")
+    data = codecs.BOM_UTF16_LE + "a,b\n1,ö\n2,\U0001f600\n3,z\n".encode("utf-16-le")
     layout = detect_layout(data)
     first = list(RecordReader(io.BytesIO(data), layout, layout.bom_bytes, 1))
     rest = RecordReader(io.BytesIO(data), layout, first[1].end_offset, first[1].next_line)
-    assert [r.fields for r in rest] == [["2", "\U0001F600"], ["3", "z"]]
+    assert [r.fields for r in rest] == [["2", "\U0001f600"], ["3", "z"]]
 
 
 def test_problems_are_reported_on_the_record_and_reading_goes_on() -> None:
@@ -102,12 +108,18 @@ def test_an_over_long_line_is_cut_and_skipped_not_held() -> None:
     assert [(len(chunk), cut) for chunk, cut in lines] == [(6, 0), (1000, 4001), (6, 0)]
 
 
-TARGET = Target("public", "people", (
-    Column("id", "int8", nullable=False, has_default=False),
-    Column("full_name", "varchar", nullable=False, has_default=False, length=5),
-    Column("signup_date", "date", nullable=True, has_default=False),
-    Column("created", "timestamptz", nullable=False, has_default=True),
-), primary_key=("id",), unique_keys={"people_pkey": ("id",)})
+TARGET = Target(
+    "public",
+    "people",
+    (
+        Column("id", "int8", nullable=False, has_default=False),
+        Column("full_name", "varchar", nullable=False, has_default=False, length=5),
+        Column("signup_date", "date", nullable=True, has_default=False),
+        Column("created", "timestamptz", nullable=False, has_default=True),
+    ),
+    primary_key=("id",),
+    unique_keys={"people_pkey": ("id",)},
+)
 
 
 def test_headers_match_columns_by_normalised_name() -> None:
@@ -162,8 +174,11 @@ def column(kind: str, **extra: object) -> Column:
         (column("timestamp"), "2024-01-02 03:04:05", "2024-01-02T03:04:05"),
         (column("timestamptz"), "2024-01-02T03:04:05Z", "2024-01-02T03:04:05+00:00"),
         (column("timestamptz"), "2024-01-02T03:04", "2024-01-02T03:04:00+00:00"),
-        (column("uuid"), "{12345678-1234-5678-1234-567812345678}",
-         "12345678-1234-5678-1234-567812345678"),
+        (
+            column("uuid"),
+            "{12345678-1234-5678-1234-567812345678}",
+            "12345678-1234-5678-1234-567812345678",
+        ),
         (column("varchar", length=3), "abc", "abc"),
         (column("bpchar", length=2), "FR  ", "FR  "),
         (column("text"), "tab\there\\", "tab\\there\\\\"),
@@ -198,8 +213,7 @@ def test_values_that_fit_become_copy_text(col: Column, value: str, expected: str
         (column("mood", labels=("happy", "sad")), "meh", "not_allowed"),
     ],
 )
-def test_values_that_do_not_fit_are_refused_with_a_code(col: Column, value: str,
-                                                        code: str) -> None:
+def test_values_that_do_not_fit_are_refused_with_a_code(col: Column, value: str, code: str) -> None:
     with pytest.raises(Refusal) as raised:
         converter_for(col)(value)
     assert raised.value.code == code
@@ -212,7 +226,10 @@ def test_a_row_becomes_one_copy_line_or_all_its_problems() -> None:
     problems = converter.copy_line(["x", "", "ignored", "2023-13-01"], 3, 0)
     assert isinstance(problems, list)
     assert [(p.column, p.code) for p in problems] == [
-        ("id", "not_integer"), ("full_name", "not_null"), ("signup_date", "not_date")]
+        ("id", "not_integer"),
+        ("full_name", "not_null"),
+        ("signup_date", "not_date"),
+    ]
     short = converter.copy_line(["1", "a"], 4, 0)
     assert isinstance(short, list)
     assert short[0].code == "field_count"

@@ -48,9 +48,11 @@ def roomy_api(prepared: None, log_dir: Path) -> Iterator[tuple[str, Process]]:
 
 
 def multipart_head(boundary: str, target: str, filename: str = "data.csv") -> bytes:
-    return (f'--{boundary}\r\nContent-Disposition: form-data; name="target"\r\n\r\n{target}'
-            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="{filename}"\r\nContent-Type: text/csv\r\n\r\n').encode()
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="target"\r\n\r\n{target}'
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{filename}"\r\nContent-Type: text/csv\r\n\r\n'
+    ).encode()
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -67,8 +69,12 @@ def assert_healthy(base_url: str) -> None:
 
 # --- one line of a gigabyte -------------------------------------------------------------
 
+
 def test_a_gigabyte_on_one_line_without_a_newline_is_refused_as_a_header(
-    roomy_api: tuple[str, Process], db: Database, broker: Connection, table: MakeTable,
+    roomy_api: tuple[str, Process],
+    db: Database,
+    broker: Connection,
+    table: MakeTable,
     api_key: str,
 ) -> None:
     base_url, _ = roomy_api
@@ -82,9 +88,12 @@ def test_a_gigabyte_on_one_line_without_a_newline_is_refused_as_a_header(
             yield block
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    response = httpx.post(f"{base_url}/imports", content=body(), timeout=300,
-                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
-                                   **bearer(api_key)})
+    response = httpx.post(
+        f"{base_url}/imports",
+        content=body(),
+        timeout=300,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **bearer(api_key)},
+    )
 
     error = assert_refused(response, 422, "header_too_long")
     assert error["line"] == 1
@@ -121,7 +130,7 @@ class Endless(io.RawIOBase):
         for start, part in ((0, self.head), (len(self.head) + self.size, self.tail)):
             low, high = max(self.position, start), min(end, start + len(part))
             if low < high:
-                out[low - self.position:high - self.position] = part[low - start:high - start]
+                out[low - self.position : high - self.position] = part[low - start : high - start]
         buffer[: len(out)] = out
         self.position = end
         return len(out)
@@ -140,8 +149,11 @@ class OneFile:
 def test_the_header_check_reads_the_first_megabyte_of_a_gigabyte_line_and_no_more() -> None:
     raw = Endless(b"", GIB, b"")
     with pytest.raises(ApiError) as refused:
-        read_header(cast(Storage, OneFile(io.BufferedReader(raw, MIB))), "data.csv",
-                    parse_options({"target": "customers"}))
+        read_header(
+            cast(Storage, OneFile(io.BufferedReader(raw, MIB))),
+            "data.csv",
+            parse_options({"target": "customers"}),
+        )
     assert refused.value.body["code"] == "header_too_long"
     assert raw.position <= 2 * MIB
 
@@ -155,8 +167,7 @@ def test_a_gigabyte_line_among_rows_is_one_refused_record_read_in_bounded_memory
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert [(r.line, r.problem) for r in records] == [
-        (1, None), (2, "line_too_long"), (3, None)]
+    assert [(r.line, r.problem) for r in records] == [(1, None), (2, "line_too_long"), (3, None)]
     assert records[2].fields == ["2", "after"]
     assert len(records[1].raw) <= 1000, "a refused line keeps a preview, not a gigabyte"
     assert records[1].end_offset == len(b"id,name\n1,") + GIB + 1
@@ -165,8 +176,12 @@ def test_a_gigabyte_line_among_rows_is_one_refused_record_read_in_bounded_memory
 
 # --- wide, long and strange contents -----------------------------------------------------
 
+
 def test_a_header_of_ten_thousand_columns_is_matched_and_its_rows_land(
-    client: httpx.Client, worker: Process, table: MakeTable, db: Database,
+    client: httpx.Client,
+    worker: Process,
+    table: MakeTable,
+    db: Database,
 ) -> None:
     target = table(NAMES)
     extra = [f"extra_column_{i:05d}" for i in range(9_998)]
@@ -182,11 +197,17 @@ def test_a_header_of_ten_thousand_columns_is_matched_and_its_rows_land(
 
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", 3, 0)
     assert db.rows(f"SELECT * FROM {target} ORDER BY id") == [
-        (1, "name 1"), (2, "name 2"), (3, "name 3")]
+        (1, "name 1"),
+        (2, "name 2"),
+        (3, "name 3"),
+    ]
 
 
 def test_a_ten_megabyte_field_lands_and_an_over_long_line_is_one_refused_row(
-    roomy_api: tuple[str, Process], worker: Process, table: MakeTable, db: Database,
+    roomy_api: tuple[str, Process],
+    worker: Process,
+    table: MakeTable,
+    db: Database,
     api_key: str,
 ) -> None:
     client = httpx.Client(base_url=roomy_api[0], headers=bearer(api_key), timeout=60)
@@ -207,7 +228,10 @@ def test_a_ten_megabyte_field_lands_and_an_over_long_line_is_one_refused_row(
 
 
 def test_nul_bytes_are_refused_with_their_line_or_the_file_is_not_text(
-    client: httpx.Client, worker: Process, table: MakeTable, db: Database,
+    client: httpx.Client,
+    worker: Process,
+    table: MakeTable,
+    db: Database,
 ) -> None:
     target = table(NAMES)
     in_head = upload(client, b"id,name\n1,a\x00b\n", target)
@@ -220,17 +244,24 @@ def test_nul_bytes_are_refused_with_their_line_or_the_file_is_not_text(
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", 5001, 1)
     refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
     assert [(r["line"], r["column"], r["code"]) for r in refused] == [
-        (5002, "name", "nul_character")]
+        (5002, "name", "nul_character")
+    ]
     assert db.value(f"SELECT count(*) FROM {target}") == 5001
 
 
 def test_invalid_utf8_in_the_middle_of_a_utf8_file_is_one_refused_row(
-    client: httpx.Client, worker: Process, table: MakeTable, db: Database,
+    client: httpx.Client,
+    worker: Process,
+    table: MakeTable,
+    db: Database,
 ) -> None:
     target, reference = table(NAMES), table(NAMES)
     good = [[str(i), f"Zoë ✓ {i}"] for i in range(1, 201)]
-    content = (csv_bytes(["id", "name"], good[:100]) + b"1000,bad \xff\xfe byte\n"
-               + csv_bytes(["id", "name"], good[100:]).split(b"\n", 1)[1])
+    content = (
+        csv_bytes(["id", "name"], good[:100])
+        + b"1000,bad \xff\xfe byte\n"
+        + csv_bytes(["id", "name"], good[100:]).split(b"\n", 1)[1]
+    )
     db.reference(reference, csv_bytes(["id", "name"], good))
 
     response = upload(client, content, target)
@@ -244,7 +275,10 @@ def test_invalid_utf8_in_the_middle_of_a_utf8_file_is_one_refused_row(
 
 
 def test_a_quote_left_open_early_in_a_large_file_is_one_refused_row_from_its_line(
-    client: httpx.Client, worker: Process, table: MakeTable, db: Database,
+    client: httpx.Client,
+    worker: Process,
+    table: MakeTable,
+    db: Database,
 ) -> None:
     target, reference = table(NAMES), table(NAMES)
     good = csv_bytes(["id", "name"], [[str(i), f"row {i}"] for i in range(1, 3001)])
@@ -260,16 +294,23 @@ def test_a_quote_left_open_early_in_a_large_file_is_one_refused_row_from_its_lin
 
 
 def test_mixed_line_endings_land_and_a_bare_carriage_return_is_refused(
-    client: httpx.Client, worker: Process, table: MakeTable, db: Database,
+    client: httpx.Client,
+    worker: Process,
+    table: MakeTable,
+    db: Database,
 ) -> None:
     target = table(NAMES)
-    content = b"id,name\r\n1,crlf\r\n2,lf\n3,crlf again\r\n4,cr\r5,lf after cr\n6,\"quoted\rcr\"\n"
+    content = b'id,name\r\n1,crlf\r\n2,lf\n3,crlf again\r\n4,cr\r5,lf after cr\n6,"quoted\rcr"\n'
 
     job = wait_for_job(client, upload(client, content, target).json()["id"])
 
     assert job["status"] == "completed", job
     assert db.rows(f"SELECT * FROM {target} ORDER BY id") == [
-        (1, "crlf"), (2, "lf"), (3, "crlf again"), (6, "quoted\rcr")]
+        (1, "crlf"),
+        (2, "lf"),
+        (3, "crlf again"),
+        (6, "quoted\rcr"),
+    ]
     refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
     assert [(r["line"], r["code"]) for r in refused] == [(5, "malformed")]
 
@@ -290,7 +331,9 @@ HOSTILE_NAMES = [
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
 def test_a_hostile_filename_is_kept_as_a_label_and_the_file_stored_under_a_name_of_ours(
-    client: httpx.Client, table: MakeTable, name: str,
+    client: httpx.Client,
+    table: MakeTable,
+    name: str,
 ) -> None:
     uploads = Path(ENV["UPLOAD_DIR"])
     around = {p.name for p in ARTIFACTS.iterdir()}
@@ -308,9 +351,11 @@ def test_a_hostile_filename_is_kept_as_a_label_and_the_file_stored_under_a_name_
     assert not Path("/tmp/pwned").exists()  # noqa: S108
 
 
-
 def test_a_filename_too_long_for_a_part_header_is_a_malformed_body_and_leaves_nothing(
-    client: httpx.Client, db: Database, broker: Connection, table: MakeTable,
+    client: httpx.Client,
+    db: Database,
+    broker: Connection,
+    table: MakeTable,
 ) -> None:
     before = state(db, broker)
     response = upload(client, GOOD, table(), name="a" * 100_000 + ".csv")
@@ -325,17 +370,29 @@ def test_a_filename_too_long_for_a_part_header_is_a_malformed_body_and_leaves_no
         ({}, GOOD, 415, "not_multipart"),
         ({"Content-Type": "text/csv"}, GOOD, 415, "not_multipart"),
         ({"Content-Type": "multipart/form-data"}, GOOD, 415, "not_multipart"),
-        ({"Content-Type": "application/x-www-form-urlencoded"}, b"target=x&file=1,2", 415,
-         "not_multipart"),
-        ({"Content-Type": "multipart/form-data; boundary=other"},
-         multipart_head("mine", "customers") + GOOD + b"\r\n--mine--\r\n", 400,
-         "malformed_body"),
+        (
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"target=x&file=1,2",
+            415,
+            "not_multipart",
+        ),
+        (
+            {"Content-Type": "multipart/form-data; boundary=other"},
+            multipart_head("mine", "customers") + GOOD + b"\r\n--mine--\r\n",
+            400,
+            "malformed_body",
+        ),
     ],
     ids=["none", "text/csv body", "no boundary", "form urlencoded", "wrong boundary"],
 )
 def test_a_wrong_or_missing_content_type_is_refused_and_leaves_nothing(
-    client: httpx.Client, db: Database, broker: Connection, headers: dict[str, str],
-    body: bytes, status: int, code: str,
+    client: httpx.Client,
+    db: Database,
+    broker: Connection,
+    headers: dict[str, str],
+    body: bytes,
+    status: int,
+    code: str,
 ) -> None:
     before = state(db, broker)
     response = client.post("/imports", content=body, headers=headers)
@@ -344,15 +401,18 @@ def test_a_wrong_or_missing_content_type_is_refused_and_leaves_nothing(
 
 
 def test_the_file_part_s_own_content_type_does_not_decide_the_content_does(
-    client: httpx.Client, table: MakeTable,
+    client: httpx.Client,
+    table: MakeTable,
 ) -> None:
     target = table()
-    as_image = client.post("/imports", files={"file": ("x.png", GOOD, "image/png")},
-                           data={"target": target})
+    as_image = client.post(
+        "/imports", files={"file": ("x.png", GOOD, "image/png")}, data={"target": target}
+    )
     assert as_image.status_code == 202, as_image.text
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10
-    as_csv = client.post("/imports", files={"file": ("x.csv", png, "text/csv")},
-                         data={"target": target})
+    as_csv = client.post(
+        "/imports", files={"file": ("x.csv", png, "text/csv")}, data={"target": target}
+    )
     assert_refused(as_csv, 415, "not_text")
 
 
@@ -360,9 +420,11 @@ def raw_request(base_url: str, body_length: int, key: str) -> socket.socket:
     """A connection that has sent the headers of an upload of `body_length` bytes."""
     host, port = base_url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(f"POST /imports HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data;"
-                 f" boundary=cut\r\nContent-Length: {body_length}\r\n"
-                 f"Authorization: Bearer {key}\r\n\r\n".encode())
+    sock.sendall(
+        f"POST /imports HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data;"
+        f" boundary=cut\r\nContent-Length: {body_length}\r\n"
+        f"Authorization: Bearer {key}\r\n\r\n".encode()
+    )
     return sock
 
 
@@ -371,7 +433,11 @@ def parts(uploads: Path) -> list[str]:
 
 
 def test_a_client_gone_in_the_middle_of_the_body_leaves_no_job_and_no_file(
-    api: str, db: Database, broker: Connection, table: MakeTable, api_key: str,
+    api: str,
+    db: Database,
+    broker: Connection,
+    table: MakeTable,
+    api_key: str,
 ) -> None:
     uploads = Path(ENV["UPLOAD_DIR"])
     before = state(db, broker)
@@ -386,7 +452,10 @@ def test_a_client_gone_in_the_middle_of_the_body_leaves_no_job_and_no_file(
 
 
 def test_a_stalled_upload_times_out_with_a_408_and_leaves_no_job_and_no_file(
-    roomy_api: tuple[str, Process], db: Database, broker: Connection, table: MakeTable,
+    roomy_api: tuple[str, Process],
+    db: Database,
+    broker: Connection,
+    table: MakeTable,
     api_key: str,
 ) -> None:
     base_url, _ = roomy_api
@@ -411,7 +480,9 @@ def test_a_stalled_upload_times_out_with_a_408_and_leaves_no_job_and_no_file(
 
 
 def test_after_all_this_the_api_is_still_the_same_process_and_healthy(
-    api_process: Process, api: str, roomy_api: tuple[str, Process],
+    api_process: Process,
+    api: str,
+    roomy_api: tuple[str, Process],
 ) -> None:
     assert api_process.popen.poll() is None
     assert roomy_api[1].popen.poll() is None

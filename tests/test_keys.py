@@ -28,9 +28,7 @@ JOB = uuid.UUID("6f1c7f4e-9d0a-4a53-8d5e-2b1c0e7a9f10")
 SECRET = b"s" * 32
 
 
-def test_a_created_key_is_printed_once_and_stored_only_as_its_hash(
-    api: str, db: Database
-) -> None:
+def test_a_created_key_is_printed_once_and_stored_only_as_its_hash(api: str, db: Database) -> None:
     tenant = f"acme-{uuid.uuid4().hex[:8]}"
     created = keys_command("create", "--tenant", tenant, "--name", "nightly export")
     assert created.returncode == 0, created.stderr
@@ -42,17 +40,13 @@ def test_a_created_key_is_printed_once_and_stored_only_as_its_hash(
     rows = db.rows("SELECT key_hash, t::text FROM api_keys t WHERE tenant = %s", (tenant,))
     assert [row[0] for row in rows] == [digest(key)]
     assert key not in rows[0][1]
-    assert db.value("SELECT count(*) FROM api_keys t WHERE strpos(t::text, %s) > 0",
-                    (key,)) == 0
+    assert db.value("SELECT count(*) FROM api_keys t WHERE strpos(t::text, %s) > 0", (key,)) == 0
     assert httpx.get(f"{api}/imports", headers=bearer(key)).status_code == 200
 
 
-def test_keys_are_listed_without_themselves_and_revoked_for_good(
-    api: str, db: Database
-) -> None:
+def test_keys_are_listed_without_themselves_and_revoked_for_good(api: str, db: Database) -> None:
     tenant = f"acme-{uuid.uuid4().hex[:8]}"
-    key = keys_command("create", "--tenant", tenant, "--targets",
-                       "public.customers").stdout.strip()
+    key = keys_command("create", "--tenant", tenant, "--targets", "public.customers").stdout.strip()
     listing = keys_command("list", "--tenant", tenant)
     assert listing.returncode == 0
     assert tenant in listing.stdout
@@ -66,12 +60,16 @@ def test_keys_are_listed_without_themselves_and_revoked_for_good(
     assert httpx.get(f"{api}/imports", headers=bearer(key)).status_code == 401
 
 
-@pytest.mark.parametrize("args", [
-    ["create", "--tenant", "bad tenant"],
-    ["create", "--tenant", ""],
-    ["create", "--tenant", "ok", "--targets", "a.b.c"],
-    ["revoke", "999999999"],
-], ids=["space in tenant", "empty tenant", "bad target", "no such key"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create", "--tenant", "bad tenant"],
+        ["create", "--tenant", ""],
+        ["create", "--tenant", "ok", "--targets", "a.b.c"],
+        ["revoke", "999999999"],
+    ],
+    ids=["space in tenant", "empty tenant", "bad target", "no such key"],
+)
 def test_the_key_command_refuses_what_it_cannot_do(args: list[str], prepared: None) -> None:
     result = keys_command(*args)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -124,14 +122,22 @@ def fresh_database(prepared: None) -> Iterator[str]:
 
 
 def test_a_fresh_install_gets_a_first_key_in_a_private_file(
-    fresh_database: str, tmp_path: Path,
+    fresh_database: str,
+    tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "var" / "api-key"
     env = dict(os.environ, DATABASE_URL=fresh_database, API_KEY_FILE=str(key_file))
 
     def setup() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "server.setup"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "server.setup"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     first = setup()
     assert first.returncode == 0, first.stderr

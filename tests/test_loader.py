@@ -40,36 +40,42 @@ def passes(line: str) -> bool:
     return PATTERN.match(data).end() == len(data)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("line", [
-    "1,Ada,1990-01-31,1234.50,true,2024-05-01T10:00:00Z",
-    "-7,,,,,",
-    '2,"A,b",2000-02-28,0.5,F,2024-05-01 10:00:00.123+02:00',
-    '"3","Q""x",1999-12-31,"-9999.99",yes,',
-    '4,"",,"",,""',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1,Ada,1990-01-31,1234.50,true,2024-05-01T10:00:00Z",
+        "-7,,,,,",
+        '2,"A,b",2000-02-28,0.5,F,2024-05-01 10:00:00.123+02:00',
+        '"3","Q""x",1999-12-31,"-9999.99",yes,',
+        '4,"",,"",,""',
+    ],
+)
 def test_plain_rows_take_the_fast_path(line: str) -> None:
     assert passes(line)
 
 
-@pytest.mark.parametrize(("line", "why"), [
-    ("+5,Ada,,,,", "a sign the careful path normalises"),
-    (" 5,Ada,,,,", "white space around a number"),
-    (",Ada,,,,", "empty in a column that takes no NULL"),
-    ('"",Ada,,,,', "quoted empty in a column that takes no NULL"),
-    ("1,Adalbert,,,,", "longer than varchar(5)"),
-    ("1,Ada,2024-02-29,,,", "a leap day: the careful path checks the calendar"),
-    ("1,Ada,2023-02-30,,,", "no such day"),
-    ("1,Ada,,10000.00,,", "too many digits before the point"),
-    ("1,Ada,,1.234,,", "more decimals than the scale"),
-    ("1,Ada,,1e3,,", "an exponent"),
-    ("1,Ada,,,maybe,", "not a boolean"),
-    ("1,Ada,,,,2024-05-01", "a date where a timestamp goes"),
-    ('1,"A\nb",,,,', "a line break inside quotes"),
-    ("1,A\x00,,,,", "a NUL character"),
-    ("1,Ada,,,", "a field missing"),
-    ("1,Ada,,,,,", "a field too many"),
-    ('1,A"b,,,,', "a quote inside an unquoted field"),
-])
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("+5,Ada,,,,", "a sign the careful path normalises"),
+        (" 5,Ada,,,,", "white space around a number"),
+        (",Ada,,,,", "empty in a column that takes no NULL"),
+        ('"",Ada,,,,', "quoted empty in a column that takes no NULL"),
+        ("1,Adalbert,,,,", "longer than varchar(5)"),
+        ("1,Ada,2024-02-29,,,", "a leap day: the careful path checks the calendar"),
+        ("1,Ada,2023-02-30,,,", "no such day"),
+        ("1,Ada,,10000.00,,", "too many digits before the point"),
+        ("1,Ada,,1.234,,", "more decimals than the scale"),
+        ("1,Ada,,1e3,,", "an exponent"),
+        ("1,Ada,,,maybe,", "not a boolean"),
+        ("1,Ada,,,,2024-05-01", "a date where a timestamp goes"),
+        ('1,"A\nb",,,,', "a line break inside quotes"),
+        ("1,A\x00,,,,", "a NUL character"),
+        ("1,Ada,,,", "a field missing"),
+        ("1,Ada,,,,,", "a field too many"),
+        ('1,A"b,,,,', "a quote inside an unquoted field"),
+    ],
+)
 def test_anything_unusual_goes_the_careful_way(line: str, why: str) -> None:
     assert not passes(line), why
 
@@ -118,8 +124,7 @@ def test_a_row_only_the_database_refuses_sends_a_one_transaction_load_the_staged
     target = table()
     db.execute(f"INSERT INTO {target} (id, email) VALUES (500, 'taken@example.com')")
     worker = workers()
-    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(1000)),
-                    target).json()["id"]
+    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(1000)), target).json()["id"]
     job = wait_for_job(client, job_id)
 
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", 999, 1)
@@ -137,11 +142,16 @@ def test_a_small_import_does_not_wait_behind_a_big_one(
     big = csv_bytes(CUSTOMER_COLUMNS, customer_rows(240_000))
     assert len(big) > int(get_settings().express_max_bytes), "the big file must be big"
     big_id = upload(client, big, table()).json()["id"]
-    wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
-                                (big_id,)), 60, "the big import never started")
+    wait_until(
+        lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (big_id,)),
+        60,
+        "the big import never started",
+    )
 
-    small = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(100)),
-                                        table()).json()["id"])
+    small = wait_for_job(
+        client,
+        upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(100)), table()).json()["id"],
+    )
 
     assert (small["status"], small["rows_loaded"]) == ("completed", 100)
     big_job = client.get(f"/imports/{big_id}").json()

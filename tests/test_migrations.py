@@ -16,8 +16,11 @@ def test_migrated_schema_matches_the_table_definitions(prepared: None) -> None:
     engine = create_engine(ENV["DATABASE_URL"])
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        differences = [d for d in compare_metadata(context, metadata)
-                       # Tables outside the job records (the demo target) are not modelled.
-                       if not (d[0] == "remove_table" and d[1].name == "customers")]
+        differences = [
+            d
+            for d in compare_metadata(context, metadata)
+            # Tables outside the job records (the demo target) are not modelled.
+            if not (d[0] == "remove_table" and d[1].name == "customers")
+        ]
     engine.dispose()
     assert differences == []

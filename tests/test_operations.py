@@ -41,13 +41,17 @@ def test_metrics_count_jobs_rows_and_queue_depths(
     after = client.get("/metrics")
     assert after.headers["content-type"].startswith("text/plain")
     body = after.text
-    for name in ('csv_import_jobs{status="completed"}', "csv_import_rows_loaded_total",
-                 "csv_import_rows_refused_total"):
+    for name in (
+        'csv_import_jobs{status="completed"}',
+        "csv_import_rows_loaded_total",
+        "csv_import_rows_refused_total",
+    ):
         assert metric(body, name) == metric(before, name) + 1
     assert metric(body, "csv_import_load_seconds_total") > 0
     for queue in (WORK_QUEUE, DEAD_QUEUE):
         assert metric(body, f'csv_import_queue_messages{{queue="{queue}"}}') == message_count(
-            broker, queue)
+            broker, queue
+        )
 
 
 def test_health_says_which_service_is_down(log_dir: Path, prepared: None) -> None:
@@ -61,7 +65,10 @@ def test_health_says_which_service_is_down(log_dir: Path, prepared: None) -> Non
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert (checks["postgresql"]["ok"], checks["rabbitmq"]["ok"], checks["redis"]["ok"]) == (
-        True, True, False)
+        True,
+        True,
+        False,
+    )
     assert "Connection refused" in checks["redis"]["error"]
 
 
@@ -69,14 +76,18 @@ def test_housekeeping_removes_what_finished_jobs_left_behind(
     client: httpx.Client, worker: Process, table: MakeTable, db: Database
 ) -> None:
     target = table()
-    done = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)),
-                                       target).json()["id"])
-    fresh = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)),
-                                        target).json()["id"])
+    done = wait_for_job(
+        client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)), target).json()["id"]
+    )
+    fresh = wait_for_job(
+        client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)), target).json()["id"]
+    )
     orphan = f"import_staging.job_{uuid.uuid4().hex}"
     db.execute(f"CREATE TABLE {orphan} (x int)")
-    db.execute("UPDATE import_jobs SET finished_at = now() - interval '8 days' WHERE id = %s",
-               (done["id"],))
+    db.execute(
+        "UPDATE import_jobs SET finished_at = now() - interval '8 days' WHERE id = %s",
+        (done["id"],),
+    )
     stale = Path(ENV["UPLOAD_DIR"], f"{uuid.uuid4()}.csv.part")
     stale.write_bytes(b"half an upload")
     os.utime(stale, (time.time() - 2 * 86400,) * 2)
@@ -92,11 +103,12 @@ def test_housekeeping_removes_what_finished_jobs_left_behind(
     assert keys.exists(snapshot_key(done["id"]), stream_key(done["id"])) == 0
     assert db.value("SELECT to_regclass(%s)", (orphan,)) is None
     assert not stale.exists()
-    assert db.value("SELECT cleaned_at IS NOT NULL FROM import_jobs WHERE id = %s",
-                    (done["id"],))
+    assert db.value("SELECT cleaned_at IS NOT NULL FROM import_jobs WHERE id = %s", (done["id"],))
 
-    db.execute("UPDATE import_jobs SET finished_at = now() - interval '91 days' WHERE id = %s",
-               (done["id"],))
+    db.execute(
+        "UPDATE import_jobs SET finished_at = now() - interval '91 days' WHERE id = %s",
+        (done["id"],),
+    )
     clean(_engine(), LocalStorage(settings.upload_dir), settings)
     assert client.get(f"/imports/{done['id']}").status_code == 404
 
@@ -112,13 +124,15 @@ def flaky_role(db: Database) -> Iterator[str]:
     db.execute(f"CREATE ROLE {role} LOGIN SUPERUSER")
     yield role
     db.execute(f"ALTER ROLE {role} NOLOGIN")
-    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-               (role,))
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
     db.execute(f"DROP ROLE {role}")
 
 
 def test_a_transient_database_fault_is_retried_with_growing_delays_in_the_broker(
-    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    client: httpx.Client,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
     flaky_role: str,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000))
@@ -126,12 +140,16 @@ def test_a_transient_database_fault_is_retried_with_growing_delays_in_the_broker
     job_id = upload(client, content, target).json()["id"]
     url = ENV["DATABASE_URL"].replace("postgres@", f"{flaky_role}@")
     worker = workers(batch_rows=500, database_url=url, one_transaction_max_bytes=0)
-    wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
-                                (job_id,)), 60, "no batch was committed")
+    wait_until(
+        lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,)),
+        60,
+        "no batch was committed",
+    )
 
     db.execute(f"ALTER ROLE {flaky_role} NOLOGIN")
-    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-               (flaky_role,))
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (flaky_role,)
+    )
     wait_until(lambda: len(retries(worker)) >= 2, 60, "the fault was not retried twice")
     db.execute(f"ALTER ROLE {flaky_role} LOGIN")
 

@@ -35,8 +35,13 @@ def test_a_100k_row_file_lands_exactly_once(
     assert (job["rows_loaded"], job["rows_refused"], job["rows_published"]) == (100_000, 0, 100_000)
     assert job["bytes_done"] == job["bytes_total"] == len(content)
     assert db.checksum(target) == db.checksum(reference)
-    assert db.value("SELECT count(*) FROM pg_tables WHERE schemaname = 'import_staging' "
-                    "AND tablename = %s", (f"job_{accepted['id'].replace('-', '')}",)) == 0
+    assert (
+        db.value(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'import_staging' AND tablename = %s",
+            (f"job_{accepted['id'].replace('-', '')}",),
+        )
+        == 0
+    )
 
 
 def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
@@ -50,7 +55,9 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
 
     loaded_at_kill = wait_until(
         lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,)),
-        60, "no batch was committed")
+        60,
+        "no batch was committed",
+    )
     first.kill(signal.SIGKILL)
     assert loaded_at_kill < rows, "the import ended before the kill: make the file larger"
     checkpoint = db.value("SELECT checkpoint_line FROM import_jobs WHERE id = %s", (job_id,))
@@ -61,8 +68,12 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
     assert job["status"] == "completed", job
     assert (job["rows_loaded"], job["rows_refused"]) == (rows, 0)
     assert db.checksum(target) == db.checksum(reference)
-    starts = [line for (line,) in db.rows(
-        "SELECT start_line FROM import_segments WHERE job_id = %s ORDER BY id", (job_id,))]
+    starts = [
+        line
+        for (line,) in db.rows(
+            "SELECT start_line FROM import_segments WHERE job_id = %s ORDER BY id", (job_id,)
+        )
+    ]
     assert starts[0] == 2
     assert starts[1] == checkpoint > 2, "the new worker resumed at the checkpoint, not line 1"
 
@@ -79,14 +90,21 @@ def test_a_job_longer_than_a_segment_goes_on_through_continuations(
 
     assert job["status"] == "completed", job
     assert db.checksum(target) == db.checksum(reference)
-    outcomes = [o for (o,) in db.rows(
-        "SELECT outcome FROM import_segments WHERE job_id = %s ORDER BY id", (job_id,))]
+    outcomes = [
+        o
+        for (o,) in db.rows(
+            "SELECT outcome FROM import_segments WHERE job_id = %s ORDER BY id", (job_id,)
+        )
+    ]
     assert len(outcomes) >= 10
     assert outcomes == ["paused"] * (len(outcomes) - 1) + ["completed"]
 
 
 def test_a_failed_import_leaves_the_target_untouched_and_the_message_dead(
-    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    client: httpx.Client,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
     broker: Connection,
 ) -> None:
     target = table()
@@ -101,8 +119,11 @@ def test_a_failed_import_leaves_the_target_untouched_and_the_message_dead(
     assert job["status"] == "failed"
     assert "file is gone" in job["error"]
     assert db.checksum(target) == before
-    dead = wait_until(lambda: [d for d in dead_letters(broker) if d.job_id == job_id], 30,
-                      "the failed job's message never reached imports.dead")
+    dead = wait_until(
+        lambda: [d for d in dead_letters(broker) if d.job_id == job_id],
+        30,
+        "the failed job's message never reached imports.dead",
+    )
     assert dead[0].reason == "rejected"
 
 
@@ -117,11 +138,17 @@ def test_database_refusals_become_refused_rows_and_the_rest_lands(
 
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", 3, 3)
     assert db.rows(f"SELECT id, email FROM {target} ORDER BY id") == [
-        (1, "a@x"), (2, "b@x"), (3, "old@example.com"), (5, "e@x")]
+        (1, "a@x"),
+        (2, "b@x"),
+        (3, "old@example.com"),
+        (5, "e@x"),
+    ]
     refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
     assert [(r["line"], r["code"], r["raw"]) for r in refused] == [
-        (4, "duplicate_key", "3,taken@x"), (5, "duplicate_key", "2,again@x"),
-        (6, "check_violation", "4,no-at-sign")]
+        (4, "duplicate_key", "3,taken@x"),
+        (5, "duplicate_key", "2,again@x"),
+        (6, "check_violation", "4,no-at-sign"),
+    ]
 
 
 def test_upsert_updates_changed_rows_inserts_new_ones_and_a_rerun_changes_nothing(
@@ -137,7 +164,10 @@ def test_upsert_updates_changed_rows_inserts_new_ones_and_a_rerun_changes_nothin
     assert (first["status"], first["rows_published"]) == ("completed", 2)
     assert (again["status"], again["rows_published"]) == ("completed", 0)
     assert db.rows(f"SELECT * FROM {target} ORDER BY id") == [
-        (1, "same", 1), (2, "new", 20), (3, "added", 3)]
+        (1, "same", 1),
+        (2, "new", 20),
+        (3, "added", 3),
+    ]
 
 
 def test_the_demo_file_imports_out_of_the_box(
@@ -152,11 +182,16 @@ def test_the_demo_file_imports_out_of_the_box(
     assert db.value("SELECT count(*) FROM public.customers") == 198
     refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
     assert [(r["line"], r["column"], r["code"]) for r in refused] == [
-        (69, "signup_date", "not_date"), (151, "balance", "not_number")]
+        (69, "signup_date", "not_date"),
+        (151, "balance", "not_number"),
+    ]
 
 
 def test_a_job_the_api_committed_but_never_published_is_published_by_the_sweeper(
-    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    client: httpx.Client,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
     broker: Connection,
 ) -> None:
     target = table()
@@ -165,11 +200,13 @@ def test_a_job_the_api_committed_but_never_published_is_published_by_the_sweeper
     wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 1, 10)
     channel: Any = broker.default_channel
     channel.queue_purge(EXPRESS_QUEUE)
-    db.execute("UPDATE import_jobs SET published_at = NULL, created_at = now() - interval "
-               "'1 minute' WHERE id = %s", (job_id,))
+    db.execute(
+        "UPDATE import_jobs SET published_at = NULL, created_at = now() - interval "
+        "'1 minute' WHERE id = %s",
+        (job_id,),
+    )
 
-    wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 1, 30,
-               "the sweeper never published")
+    wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 1, 30, "the sweeper never published")
     workers()
 
     job = wait_for_job(client, job_id)
@@ -181,19 +218,24 @@ def test_a_cancelled_job_stops_at_its_next_batch_and_leaves_the_target_untouched
     client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database
 ) -> None:
     target = table()
-    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000)),
-                    target).json()["id"]
+    job_id = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000)), target).json()[
+        "id"
+    ]
     workers(batch_rows=500, one_transaction_max_bytes=0)
-    wait_until(lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
-                                (job_id,)), 60, "no batch was committed")
+    wait_until(
+        lambda: db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,)),
+        60,
+        "no batch was committed",
+    )
 
     assert client.post(f"/imports/{job_id}/cancel").status_code == 202
     job = wait_for_job(client, job_id)
 
     assert job["status"] == "cancelled"
     assert db.value(f"SELECT count(*) FROM {target}") == 0
-    after = wait_for_job(client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)),
-                                        target).json()["id"])
+    after = wait_for_job(
+        client, upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(5)), target).json()["id"]
+    )
     assert (after["status"], after["rows_loaded"]) == ("completed", 5), "the worker is free"
 
 

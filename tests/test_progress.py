@@ -24,8 +24,9 @@ from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wa
 TERMINAL = ("completed", "failed", "cancelled")
 
 
-def subscribe(client: httpx.Client, url: str, last_id: str | None = None,
-              stop_after: int | None = None) -> list[Event]:
+def subscribe(
+    client: httpx.Client, url: str, last_id: str | None = None, stop_after: int | None = None
+) -> list[Event]:
     """Read the event stream until its end, or until `stop_after` events (then hang up)."""
     headers = {"Last-Event-ID": last_id} if last_id else {}
     events: list[Event] = []
@@ -63,8 +64,11 @@ def test_events_arrive_in_order_and_a_reconnect_misses_nothing(
     last = streamed[-1]
     assert last.kind == "completed"
     final = client.get(job["url"]).json()
-    assert (last.data["rows_loaded"], last.data["rows_refused"]) == (
-        final["rows_loaded"], final["rows_refused"]) == (60_000, 0)
+    assert (
+        (last.data["rows_loaded"], last.data["rows_refused"])
+        == (final["rows_loaded"], final["rows_refused"])
+        == (60_000, 0)
+    )
     assert last.data["percent"] == 100.0
     running = [e for e in streamed if e.kind == "progress"]
     assert running, "progress events came before the end"
@@ -96,10 +100,12 @@ def rss_kib(pid: int) -> int:
 async def many_subscribers(url: str, count: int) -> list[list[Event]]:
     limits = httpx.Limits(max_connections=count + 10)
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+
         async def one() -> list[Event]:
             async with http.stream("GET", url) as response:
                 lines = [line async for line in response.aiter_lines()]
             return list(read_events(iter(lines)))
+
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
@@ -116,8 +122,9 @@ def test_two_hundred_subscribers_all_see_the_end_and_memory_comes_back(
     time.sleep(1)
     before = rss_kib(api_process.popen.pid)
 
-    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(20_000, start=100)),
-                 target).json()
+    job = upload(
+        client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(20_000, start=100)), target
+    ).json()
     results = asyncio.run(many_subscribers(job["events_url"], 200))
 
     assert len(results) == 200
@@ -131,9 +138,21 @@ def test_two_hundred_subscribers_all_see_the_end_and_memory_comes_back(
 @pytest.fixture
 def private_redis(log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: _pings(url), 10, "private Redis did not start")
     yield url, server
@@ -150,18 +169,21 @@ def _pings(url: str) -> bool:
 
 
 def test_with_redis_gone_the_import_finishes_and_subscribers_see_the_end(
-    private_redis: tuple[str, subprocess.Popen[bytes]], workers: StartWorker,
-    table: MakeTable, log_dir: Path, api_key: str,
+    private_redis: tuple[str, subprocess.Popen[bytes]],
+    workers: StartWorker,
+    table: MakeTable,
+    log_dir: Path,
+    api_key: str,
 ) -> None:
     url, server = private_redis
     port = free_port()
     env = dict(os.environ, REDIS_URL=url)
     api = start_api(env, log_dir, port)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(api_key),
-                          timeout=60) as http:
-            job = upload(http, csv_bytes(CUSTOMER_COLUMNS, customer_rows(60_000)),
-                         table()).json()
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=bearer(api_key), timeout=60
+        ) as http:
+            job = upload(http, csv_bytes(CUSTOMER_COLUMNS, customer_rows(60_000)), table()).json()
             workers(batch_rows=500, redis_url=url)
             events = []
             with http.stream("GET", job["events_url"], timeout=120) as response:

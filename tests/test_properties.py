@@ -23,7 +23,8 @@ HEADER = ["id", "t", "n", "b", "d", "x"]
 ANY_TEXT = st.characters(blacklist_categories=("Cs", "Cc"), whitelist_characters="\t\n\r")
 # For cp1252 files: letters whose bytes can never pass for UTF-8, so detection is certain.
 CP1252_TEXT = st.sampled_from(
-    [chr(c) for c in range(0x20, 0x7F)] + [chr(c) for c in range(0xC0, 0x100)] + ["\n", "\t"])
+    [chr(c) for c in range(0x20, 0x7F)] + [chr(c) for c in range(0xC0, 0x100)] + ["\n", "\t"]
+)
 
 
 @st.composite
@@ -35,8 +36,14 @@ def tables(draw: st.DrawFn) -> tuple[list[tuple[Any, ...]], str, str, str]:
         st.none() | st.integers(-(2**63), 2**63 - 1),
         st.none() | st.booleans(),
         st.none() | st.dates(date(1900, 1, 1), date(2100, 12, 31)),
-        st.none() | st.decimals(min_value=-(10**9) + 1, max_value=10**9 - 1, places=3,
-                                allow_nan=False, allow_infinity=False),
+        st.none()
+        | st.decimals(
+            min_value=-(10**9) + 1,
+            max_value=10**9 - 1,
+            places=3,
+            allow_nan=False,
+            allow_infinity=False,
+        ),
     )
     rows = draw(st.lists(row, min_size=1, max_size=40))
     delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
@@ -73,11 +80,15 @@ def target(db: Database) -> Any:
     db.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=75,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(tables())
 def test_what_lands_is_what_was_written(
-    db: Database, target: str,
+    db: Database,
+    target: str,
     generated: tuple[list[tuple[Any, ...]], str, str, str],
 ) -> None:
     rows, delimiter, newline, encoding = generated
@@ -88,5 +99,6 @@ def test_what_lands_is_what_was_written(
     assert (job.status, job.rows_refused, job.rows_loaded) == ("completed", 0, len(rows))
     assert job.delimiter == delimiter
     landed = db.rows(f"SELECT id, t, n, b, d, x FROM {target} ORDER BY id")
-    assert landed == [(i, t, n, b, d, None if x is None else Decimal(x))
-                      for i, t, n, b, d, x in rows]
+    assert landed == [
+        (i, t, n, b, d, None if x is None else Decimal(x)) for i, t, n, b, d, x in rows
+    ]

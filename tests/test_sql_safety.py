@@ -76,15 +76,20 @@ FIELDS: dict[str, Make] = {
     "max error rate": lambda target, bad: Attempt(target, fields={"max_error_rate": bad}),
     "mapping as written": lambda target, bad: Attempt(target, fields={"mapping": bad}),
     "mapping header": lambda target, bad: Attempt(
-        target, content=f"id,{_csv(bad)}\n{GOOD_ROWS}", fields={"mapping": json.dumps(
-            {bad: "email"})}),
+        target,
+        content=f"id,{_csv(bad)}\n{GOOD_ROWS}",
+        fields={"mapping": json.dumps({bad: "email"})},
+    ),
     "mapping column": lambda target, bad: Attempt(
-        target, fields={"mapping": json.dumps({"email": bad})}),
+        target, fields={"mapping": json.dumps({"email": bad})}
+    ),
     "header name": lambda target, bad: Attempt(target, content=f"id,{_csv(bad)}\n{GOOD_ROWS}"),
     "extra header name": lambda target, bad: Attempt(
-        target, content=f"id,email,{_csv(bad)}\n1,a@example.com,x\n"),
+        target, content=f"id,email,{_csv(bad)}\n1,a@example.com,x\n"
+    ),
     "idempotency key": lambda target, bad: Attempt(
-        target, headers={"Idempotency-Key": bad.encode()}),
+        target, headers={"Idempotency-Key": bad.encode()}
+    ),
     "file name": lambda target, bad: Attempt(target, filename=bad),
 }
 
@@ -111,8 +116,12 @@ def canary(db: Database) -> Iterator[str]:
 
 
 def tables(db: Database) -> list[tuple[str, str]]:
-    return sorted(db.rows("SELECT schemaname, tablename FROM pg_tables WHERE schemaname "
-                          "NOT IN ('pg_catalog', 'information_schema', 'import_staging')"))
+    return sorted(
+        db.rows(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname "
+            "NOT IN ('pg_catalog', 'information_schema', 'import_staging')"
+        )
+    )
 
 
 def send(client: httpx.Client, attempt: Attempt) -> httpx.Response:
@@ -120,19 +129,26 @@ def send(client: httpx.Client, attempt: Attempt) -> httpx.Response:
     if key is not None and (b"\x00" in key or key != key.strip()):
         attempt.headers = {}  # HTTP itself cannot carry it
     boundary = uuid.uuid4().hex
-    headers = {b"Content-Type": f"multipart/form-data; boundary={boundary}".encode(),
-               **{name.encode(): value for name, value in attempt.headers.items()}}
+    headers = {
+        b"Content-Type": f"multipart/form-data; boundary={boundary}".encode(),
+        **{name.encode(): value for name, value in attempt.headers.items()},
+    }
     return client.post("/imports", content=multipart(attempt, boundary), headers=headers)
 
 
 def multipart(attempt: Attempt, boundary: str) -> bytes:
     """Written by hand, so that every byte arrives as it is (a library would escape)."""
-    parts = [(f'name="{name}"', value) for name, value
-             in {"target": attempt.target, **attempt.fields}.items()]
-    parts.append((f'name="file"; filename="{attempt.filename}"\r\nContent-Type: text/csv',
-                  attempt.content))
-    body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n"
-                   f"{value}\r\n" for disposition, value in parts)
+    parts = [
+        (f'name="{name}"', value)
+        for name, value in {"target": attempt.target, **attempt.fields}.items()
+    ]
+    parts.append(
+        (f'name="file"; filename="{attempt.filename}"\r\nContent-Type: text/csv', attempt.content)
+    )
+    body = "".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n{value}\r\n"
+        for disposition, value in parts
+    )
     return (body + f"--{boundary}--\r\n").encode()
 
 
@@ -150,20 +166,28 @@ def problem(response: httpx.Response) -> str | None:
 
 @pytest.mark.parametrize("name", FIELDS)
 def test_injection_strings_in_every_field_change_nothing_they_should_not(
-    name: str, client: httpx.Client, worker: Process, table: MakeTable, db: Database,
+    name: str,
+    client: httpx.Client,
+    worker: Process,
+    table: MakeTable,
+    db: Database,
     canary: str,
 ) -> None:
     target = table("(id bigint PRIMARY KEY, email text NOT NULL, name text)")
     before = (tables(db), db.checksum(canary))
     answers = {bad: send(client, FIELDS[name](target, bad)) for bad in hostile(canary)}
 
-    problems = {bad[:80]: found for bad, response in answers.items()
-                if (found := problem(response))}
+    problems = {
+        bad[:80]: found for bad, response in answers.items() if (found := problem(response))
+    }
     assert problems == {}
-    accepted = [response.json()["id"] for response in answers.values()
-                if response.status_code == 202]
+    accepted = [
+        response.json()["id"] for response in answers.values() if response.status_code == 202
+    ]
     ends = {wait_for_job(client, job_id)["status"] for job_id in accepted}
     assert ends <= {"completed"}, f"accepted uploads ended {ends}"
     assert (tables(db), db.checksum(canary)) == before
     assert db.rows(f"SELECT id, word FROM {canary} ORDER BY id") == [
-        (1, "still here"), (2, "untouched")]
+        (1, "still here"),
+        (2, "untouched"),
+    ]

@@ -11,13 +11,15 @@ import re
 import tokenize
 from pathlib import Path
 
+import server
 from tests.harness import ROOT
 
 SERVER = ROOT / "server"
 HOMES = (SERVER / "jobs", SERVER / "migrations")
 JOB_TABLES = re.compile(r"\b(import_jobs|import_segments|refused_rows)\b")
-TABLE_MODULE = re.compile(r"^\s*(from\s+server\.jobs(\.tables\s+import|\s+import\s+.*\btables\b))",
-                          re.MULTILINE)
+TABLE_MODULE = re.compile(
+    r"^\s*(from\s+server\.jobs(\.tables\s+import|\s+import\s+.*\btables\b))", re.MULTILINE
+)
 
 
 def offences(source: str) -> list[str]:
@@ -32,13 +34,19 @@ def offences(source: str) -> list[str]:
 
 
 def outside_homes() -> list[Path]:
-    return [path for path in sorted(SERVER.rglob("*.py"))
-            if not any(path.is_relative_to(home) for home in HOMES)]
+    return [
+        path
+        for path in sorted(SERVER.rglob("*.py"))
+        if not any(path.is_relative_to(home) for home in HOMES)
+    ]
 
 
 def test_no_module_outside_the_job_repository_speaks_sql_to_the_job_tables() -> None:
-    found = {str(path.relative_to(ROOT)): problems for path in outside_homes()
-             if (problems := offences(path.read_text()))}
+    found = {
+        str(path.relative_to(ROOT)): problems
+        for path in outside_homes()
+        if (problems := offences(path.read_text()))
+    }
     assert found == {}, "ask server/jobs/repository.py instead"
 
 
@@ -50,3 +58,30 @@ def test_the_check_sees_sql_and_table_imports_but_not_comments() -> None:
     assert offences("from server.jobs import tables\n")
     assert not offences("# import_jobs is the repository's\nx = 1\n")
     assert not offences('name = "csv_import_jobs_total"\n')
+
+
+def server_entries() -> set[str]:
+    """The packages and modules directly under server/."""
+    return {
+        path.name
+        for path in SERVER.iterdir()
+        if (path.is_dir() and (path / "__init__.py").exists())
+        or (path.suffix == ".py" and path.name != "__init__.py")
+    } | {"web", "migrations"}
+
+
+def test_the_layout_map_in_the_package_docstring_names_every_part_of_the_server() -> None:
+    text = server.__doc__ or ""
+    named = {name for name in server_entries() if re.search(rf"\b{re.escape(name)}\b/?", text)}
+    assert named == server_entries()
+
+
+def test_the_readme_layout_names_every_part_of_the_server_and_nothing_gone() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Layout") :]
+    block = section[section.index("```") + 3 :]
+    block = block[: block.index("```")]
+    named = set(re.findall(r"server/([\w.]+)", block))
+    assert named == server_entries()
+    for script in re.findall(r"\b([\w]+\.py)\b", block):
+        assert any(ROOT.glob(f"*/{script}")), f"{script} is in the README but not in the tree"

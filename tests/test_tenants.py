@@ -48,16 +48,16 @@ def tenants(api: str, make_key: MakeKey) -> Iterator[tuple[Tenant, Tenant]]:
     for side in ("a", "b"):
         name = f"{side}-{uuid.uuid4().hex[:8]}"
         key = make_key(name)
-        made.append(Tenant(name, key, httpx.Client(base_url=api, headers=bearer(key),
-                                                   timeout=60)))
+        made.append(Tenant(name, key, httpx.Client(base_url=api, headers=bearer(key), timeout=60)))
     yield made[0], made[1]
     for tenant in made:
         tenant.http.close()
 
 
 @pytest.fixture
-def finished_job(tenants: tuple[Tenant, Tenant], worker: Process,
-                 table: MakeTable) -> dict[str, Any]:
+def finished_job(
+    tenants: tuple[Tenant, Tenant], worker: Process, table: MakeTable
+) -> dict[str, Any]:
     """Tenant a's job, done, with one refused row."""
     owner, _ = tenants
     job = wait_for_job(owner.http, upload(owner.http, ROWS, table()).json()["id"])
@@ -68,7 +68,8 @@ def finished_job(tenants: tuple[Tenant, Tenant], worker: Process,
 def not_found(response: httpx.Response, job_id: str) -> bool:
     """The very answer a job that does not exist gets."""
     return response.status_code == 404 and response.json() == {
-        "error": {"code": "job_not_found", "message": f"no import with id {job_id}"}}
+        "error": {"code": "job_not_found", "message": f"no import with id {job_id}"}
+    }
 
 
 def token_of(job: dict[str, Any]) -> str:
@@ -82,7 +83,8 @@ def events(http: httpx.Client, job_id: str, token: str | None = None) -> httpx.R
 
 
 def test_another_tenants_job_is_not_there(
-    tenants: tuple[Tenant, Tenant], finished_job: dict[str, Any],
+    tenants: tuple[Tenant, Tenant],
+    finished_job: dict[str, Any],
 ) -> None:
     owner, other = tenants
     job_id = finished_job["id"]
@@ -91,8 +93,9 @@ def test_another_tenants_job_is_not_there(
         "events": events(other.http, job_id),
         "refused rows": other.http.get(f"/imports/{job_id}/errors"),
         "refused rows as CSV": other.http.get(f"/imports/{job_id}/errors?format=csv"),
-        "refused rows, Accept CSV": other.http.get(f"/imports/{job_id}/errors",
-                                                   headers={"Accept": "text/csv"}),
+        "refused rows, Accept CSV": other.http.get(
+            f"/imports/{job_id}/errors", headers={"Accept": "text/csv"}
+        ),
         "cancel": other.http.post(f"/imports/{job_id}/cancel"),
     }
     missing = str(uuid.uuid4())
@@ -104,7 +107,9 @@ def test_another_tenants_job_is_not_there(
 
 
 def test_a_cancel_from_another_tenant_changes_nothing(
-    tenants: tuple[Tenant, Tenant], table: MakeTable, db: Database,
+    tenants: tuple[Tenant, Tenant],
+    table: MakeTable,
+    db: Database,
 ) -> None:
     owner, other = tenants
     job_id = upload(owner.http, ROWS, table()).json()["id"]
@@ -113,7 +118,8 @@ def test_a_cancel_from_another_tenant_changes_nothing(
 
 
 def test_listings_show_only_the_tenants_own_jobs(
-    tenants: tuple[Tenant, Tenant], table: MakeTable,
+    tenants: tuple[Tenant, Tenant],
+    table: MakeTable,
 ) -> None:
     owner, other = tenants
     target = table()
@@ -124,7 +130,9 @@ def test_listings_show_only_the_tenants_own_jobs(
 
 
 def test_an_event_stream_token_opens_its_own_job_only(
-    tenants: tuple[Tenant, Tenant], finished_job: dict[str, Any], table: MakeTable,
+    tenants: tuple[Tenant, Tenant],
+    finished_job: dict[str, Any],
+    table: MakeTable,
 ) -> None:
     owner, other = tenants
     their_job = upload(other.http, ROWS, table()).json()
@@ -140,7 +148,9 @@ def test_an_event_stream_token_opens_its_own_job_only(
 
 
 def test_a_tampered_expired_or_foreign_token_opens_nothing(
-    api: str, tenants: tuple[Tenant, Tenant], finished_job: dict[str, Any],
+    api: str,
+    tenants: tuple[Tenant, Tenant],
+    finished_job: dict[str, Any],
 ) -> None:
     owner, _ = tenants
     job_id = uuid.UUID(finished_job["id"])
@@ -158,15 +168,19 @@ def test_a_tampered_expired_or_foreign_token_opens_nothing(
         "empty": "",
     }
     with httpx.Client(base_url=api, timeout=30) as anonymous:
-        opened = [what for what, token in refused.items()
-                  if not not_found(events(anonymous, str(job_id), token), str(job_id))]
+        opened = [
+            what
+            for what, token in refused.items()
+            if not not_found(events(anonymous, str(job_id), token), str(job_id))
+        ]
         fresh = tokens.sign(SECRET, job_id, owner.name, later)
         assert events(anonymous, str(job_id), fresh).status_code == 200
     assert opened == []
 
 
 def test_an_idempotency_key_belongs_to_its_tenant(
-    tenants: tuple[Tenant, Tenant], table: MakeTable,
+    tenants: tuple[Tenant, Tenant],
+    table: MakeTable,
 ) -> None:
     owner, other = tenants
     target, key = table(), {"Idempotency-Key": f"nightly-{uuid.uuid4()}"}
@@ -181,10 +195,16 @@ def test_an_idempotency_key_belongs_to_its_tenant(
     assert again.headers["Idempotent-Replayed"] == "true"
 
 
-CALLS = [("GET", "/imports"), ("POST", "/imports"), ("GET", "/targets"),
-         ("GET", "/imports/{id}"), ("GET", "/imports/{id}/events"),
-         ("GET", "/imports/{id}/errors"), ("GET", "/imports/{id}/errors?format=csv"),
-         ("POST", "/imports/{id}/cancel")]
+CALLS = [
+    ("GET", "/imports"),
+    ("POST", "/imports"),
+    ("GET", "/targets"),
+    ("GET", "/imports/{id}"),
+    ("GET", "/imports/{id}/events"),
+    ("GET", "/imports/{id}/errors"),
+    ("GET", "/imports/{id}/errors?format=csv"),
+    ("POST", "/imports/{id}/cancel"),
+]
 
 
 def revoked_key(make_key: MakeKey, db: Database) -> str:
@@ -197,16 +217,23 @@ def revoked_key(make_key: MakeKey, db: Database) -> str:
 
 @pytest.mark.parametrize("credentials", ["missing", "wrong", "revoked", "not bearer"])
 def test_without_a_valid_key_every_endpoint_answers_401(
-    api: str, make_key: MakeKey, db: Database, finished_job: dict[str, Any], credentials: str,
+    api: str,
+    make_key: MakeKey,
+    db: Database,
+    finished_job: dict[str, Any],
+    credentials: str,
 ) -> None:
     made: dict[str, Callable[[], dict[str, str]]] = {
-        "missing": dict, "wrong": lambda: bearer("csvi_" + "x" * 43),
+        "missing": dict,
+        "wrong": lambda: bearer("csvi_" + "x" * 43),
         "revoked": lambda: bearer(revoked_key(make_key, db)),
-        "not bearer": lambda: {"Authorization": "Basic dXNlcjpwYXNz"}}
+        "not bearer": lambda: {"Authorization": "Basic dXNlcjpwYXNz"},
+    }
     headers = made[credentials]()
     with httpx.Client(base_url=api, headers=headers, timeout=30) as http:
-        answers = [http.request(method, path.format(id=finished_job["id"]))
-                   for method, path in CALLS]
+        answers = [
+            http.request(method, path.format(id=finished_job["id"])) for method, path in CALLS
+        ]
     for (method, path), response in zip(CALLS, answers, strict=True):
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["WWW-Authenticate"].startswith("Bearer"), (method, path)
@@ -216,11 +243,16 @@ def test_without_a_valid_key_every_endpoint_answers_401(
 def test_health_metrics_and_the_page_need_no_key(api: str) -> None:
     with httpx.Client(base_url=api, timeout=30) as anonymous:
         assert [anonymous.get(path).status_code for path in ("/health", "/metrics", "/")] == [
-            200, 200, 200]
+            200,
+            200,
+            200,
+        ]
 
 
 def test_a_tenant_limited_to_some_targets_is_refused_the_others(
-    api: str, make_key: MakeKey, table: MakeTable,
+    api: str,
+    make_key: MakeKey,
+    table: MakeTable,
 ) -> None:
     open_to_it, closed_to_it = table(), table()
     key = make_key(f"limited-{uuid.uuid4().hex[:8]}", targets=[open_to_it, "public.import_jobs"])

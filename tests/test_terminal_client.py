@@ -19,16 +19,32 @@ def run_client(
     api: str, api_key: str, tmp_path: Path
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
     """The client, run where no var/api-key is, with the key in its environment."""
-    def run(path: Path, target: str, *extra: str, key: str | None = api_key
-            ) -> subprocess.CompletedProcess[str]:
-        env = {name: value for name, value in os.environ.items()
-               if name != "CSV_IMPORT_API_KEY"}
+
+    def run(
+        path: Path, target: str, *extra: str, key: str | None = api_key
+    ) -> subprocess.CompletedProcess[str]:
+        env = {name: value for name, value in os.environ.items() if name != "CSV_IMPORT_API_KEY"}
         if key is not None:
             env["CSV_IMPORT_API_KEY"] = key
         return subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "import_csv.py"), str(path), "--target",
-             target, "--url", api, *extra],
-            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env)
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "import_csv.py"),
+                str(path),
+                "--target",
+                target,
+                "--url",
+                api,
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+            env=env,
+        )
+
     return run
 
 

@@ -17,8 +17,10 @@ MANAGEMENT = "http://127.0.0.1:15672/api"
 
 
 def as_sets(definitions: dict[str, Any]) -> dict[str, list[str]]:
-    return {key: sorted(json.dumps(item, sort_keys=True) for item in definitions[key])
-            for key in ("exchanges", "queues", "bindings")}
+    return {
+        key: sorted(json.dumps(item, sort_keys=True) for item in definitions[key])
+        for key in ("exchanges", "queues", "bindings")
+    }
 
 
 def test_definitions_file_says_what_the_module_declares() -> None:
@@ -44,11 +46,13 @@ def management(path: str) -> Any:
             return None
         # In a list, so that an empty answer still counts as an answer.
         return [response.json()] if response.status_code == 200 else None
+
     return wait_until(fetch, 60, f"management API did not answer {path}", every=1)[0]
 
 
-def test_the_live_broker_holds_exactly_the_declared_topology(broker: Connection,
-                                                             worker: Process) -> None:
+def test_the_live_broker_holds_exactly_the_declared_topology(
+    broker: Connection, worker: Process
+) -> None:
     vhost = urllib.parse.quote(broker.virtual_host, safe="")
     declared = topology.definitions(topology.build(Settings()), broker.virtual_host)
     queues = {q["name"]: q for q in management(f"queues/{vhost}")}
@@ -63,7 +67,11 @@ def test_the_live_broker_holds_exactly_the_declared_topology(broker: Connection,
         assert exchanges[expected["name"]]["type"] == expected["type"]
         assert exchanges[expected["name"]]["durable"] is True
     assert management(f"policies/{vhost}") == [], "every argument is on the queues themselves"
-    bindings = {(b["source"], b["destination"], b["routing_key"])
-                for b in management(f"bindings/{vhost}") if b["source"]}
-    assert bindings == {(b["source"], b["destination"], b["routing_key"])
-                        for b in declared["bindings"]}
+    bindings = {
+        (b["source"], b["destination"], b["routing_key"])
+        for b in management(f"bindings/{vhost}")
+        if b["source"]
+    }
+    assert bindings == {
+        (b["source"], b["destination"], b["routing_key"]) for b in declared["bindings"]
+    }

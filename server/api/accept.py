@@ -31,8 +31,13 @@ class DuplicateKey(Exception):
 
 
 def accept(
-    engine: Engine, storage: Storage, settings: Settings, tenant: Tenant, upload: Upload,
-    options: ImportOptions, idempotency_key: str | None,
+    engine: Engine,
+    storage: Storage,
+    settings: Settings,
+    tenant: Tenant,
+    upload: Upload,
+    options: ImportOptions,
+    idempotency_key: str | None,
 ) -> Job:
     layout, header, data_offset, data_line = read_header(storage, upload.key, options)
     job_id = uuid.UUID(upload.key.removesuffix(".csv"))
@@ -41,9 +46,23 @@ def accept(
             target = _load_target(connection, tenant, options.target, settings)
             column_map = match_header(header, target, options.mapping)
             keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
-            job = repository.insert_job(connection, _job_values(
-                job_id, tenant, upload, options, target.name, layout, header, column_map,
-                keys, data_offset, data_line, idempotency_key))
+            job = repository.insert_job(
+                connection,
+                _job_values(
+                    job_id,
+                    tenant,
+                    upload,
+                    options,
+                    target.name,
+                    layout,
+                    header,
+                    column_map,
+                    keys,
+                    data_offset,
+                    data_line,
+                    idempotency_key,
+                ),
+            )
     except UnknownTarget as error:
         raise ApiError(422, "unknown_target", str(error), target=options.target) from None
     except HeaderProblem as problem:
@@ -85,18 +104,38 @@ def read_header(
 
 
 def _job_values(
-    job_id: uuid.UUID, tenant: Tenant, upload: Upload, options: ImportOptions, target: str,
-    layout: Layout, header: list[str], column_map: ColumnMap, keys: list[str], data_offset: int,
-    data_line: int, idempotency_key: str | None,
+    job_id: uuid.UUID,
+    tenant: Tenant,
+    upload: Upload,
+    options: ImportOptions,
+    target: str,
+    layout: Layout,
+    header: list[str],
+    column_map: ColumnMap,
+    keys: list[str],
+    data_offset: int,
+    data_line: int,
+    idempotency_key: str | None,
 ) -> dict[str, Any]:
     return {
-        "id": job_id, "tenant": tenant.name, "target": target, "mode": options.mode,
-        "key_columns": keys, "file_key": upload.key,
+        "id": job_id,
+        "tenant": tenant.name,
+        "target": target,
+        "mode": options.mode,
+        "key_columns": keys,
+        "file_key": upload.key,
         # The name is only shown back; PostgreSQL text cannot hold NUL.
-        "file_name": upload.filename[:255].replace("\x00", "\ufffd"), "bytes_total": upload.size,
-        "sha256": upload.sha256, "encoding": layout.encoding, "delimiter": layout.delimiter,
-        "line_terminator": layout.terminator, "header": header,
-        "column_map": column_map.columns, "extra_columns": column_map.extra,
-        "options": options.job_options().to_json(), "idempotency_key": idempotency_key,
-        "checkpoint_offset": data_offset, "checkpoint_line": data_line,
+        "file_name": upload.filename[:255].replace("\x00", "\ufffd"),
+        "bytes_total": upload.size,
+        "sha256": upload.sha256,
+        "encoding": layout.encoding,
+        "delimiter": layout.delimiter,
+        "line_terminator": layout.terminator,
+        "header": header,
+        "column_map": column_map.columns,
+        "extra_columns": column_map.extra,
+        "options": options.job_options().to_json(),
+        "idempotency_key": idempotency_key,
+        "checkpoint_offset": data_offset,
+        "checkpoint_line": data_line,
     }

@@ -24,8 +24,13 @@ from server.work.celery_app import app as celery_app
 
 
 def make_services(settings: Settings) -> Services:
-    return Services(settings, api_engine(settings), LocalStorage(settings.upload_dir), celery_app,
-                    signing_secret(settings))
+    return Services(
+        settings,
+        api_engine(settings),
+        LocalStorage(settings.upload_dir),
+        celery_app,
+        signing_secret(settings),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -45,8 +50,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = FastAPI(title="CSV import", version="0.1.0", lifespan=lifespan,
-                  description="Upload CSV files; their rows land in PostgreSQL exactly once.")
+    app = FastAPI(
+        title="CSV import",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Upload CSV files; their rows land in PostgreSQL exactly once.",
+    )
     errors.install(app)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     app.include_router(imports.router)
@@ -58,11 +67,13 @@ def create_app() -> FastAPI:
 def openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with the model of the events that the event stream carries."""
     if app.openapi_schema is None:
-        document = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas[ProgressEvent.__name__] = ProgressEvent.model_json_schema(
-            ref_template="#/components/schemas/{model}")
+            ref_template="#/components/schemas/{model}"
+        )
         schemas.update(schemas[ProgressEvent.__name__].pop("$defs", {}))
         app.openapi_schema = document
     return app.openapi_schema

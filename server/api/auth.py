@@ -23,22 +23,35 @@ from server.jobs.model import Job
 from server.keys import tokens
 from server.keys.keys import Tenant, find_tenant
 
-bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>` "
-                    "(`csv-import-keys create` makes one)")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key: `Authorization: Bearer <key>` (`csv-import-keys create` makes one)",
+)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-EventsToken = Annotated[str | None, Query(max_length=100, description=(
-    "the token of the `events_url` a job came with, for clients that cannot send headers"))]
+EventsToken = Annotated[
+    str | None,
+    Query(
+        max_length=100,
+        description=(
+            "the token of the `events_url` a job came with, for clients that cannot send headers"
+        ),
+    ),
+]
 
 
 def current_tenant(services: ServicesDep, credentials: Credentials) -> Tenant:
     if credentials is None:
-        raise _unauthorized("missing_api_key", "send an API key: Authorization: Bearer <key>",
-                            "Bearer")
+        raise _unauthorized(
+            "missing_api_key", "send an API key: Authorization: Bearer <key>", "Bearer"
+        )
     with services.engine.connect() as connection:
         tenant = find_tenant(connection, credentials.credentials)
     if tenant is None:
-        raise _unauthorized("invalid_api_key", "the API key is unknown or was revoked",
-                            'Bearer error="invalid_token"')
+        raise _unauthorized(
+            "invalid_api_key",
+            "the API key is unknown or was revoked",
+            'Bearer error="invalid_token"',
+        )
     return tenant
 
 
@@ -46,7 +59,10 @@ TenantDep = Annotated[Tenant, Depends(current_tenant)]
 
 
 def events_tenant(
-    job_id: uuid.UUID, services: ServicesDep, credentials: Credentials, token: EventsToken = None,
+    job_id: uuid.UUID,
+    services: ServicesDep,
+    credentials: Credentials,
+    token: EventsToken = None,
 ) -> Tenant:
     """The key's tenant; without a key, the tenant the URL's token was made for."""
     if credentials is not None or token is None:

@@ -49,25 +49,43 @@ class EventStream(EventSourceResponse):
     media_type = "text/event-stream"
 
 
-@router.post("", status_code=202, summary="Upload a CSV file and start importing it",
-             openapi_extra={"requestBody": UPLOAD_FORM},
-             responses=errors(400, 401, 408, 413, 415, 422))
+@router.post(
+    "",
+    status_code=202,
+    summary="Upload a CSV file and start importing it",
+    openapi_extra={"requestBody": UPLOAD_FORM},
+    responses=errors(400, 401, 408, 413, 415, 422),
+)
 async def create_import(
-    request: Request, response: Response, services: ServicesDep, tenant: TenantDep,
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobView:
     idempotency_key = idempotency_key or None
     if idempotency_key and (first := await _by_key(services, tenant, idempotency_key)):
         return _accepted(first, request, response, services, replayed=True)
     key = f"{uuid.uuid4()}.csv"
-    received = await upload.receive(request, services.storage, key,
-                                    services.settings.max_upload_bytes,
-                                    idle_seconds=services.settings.upload_idle_seconds)
+    received = await upload.receive(
+        request,
+        services.storage,
+        key,
+        services.settings.max_upload_bytes,
+        idle_seconds=services.settings.upload_idle_seconds,
+    )
     try:
         options = parse_options(received.fields)
-        job = await run_in_threadpool(accept, services.engine, services.storage,
-                                      services.settings, tenant, received, options,
-                                      idempotency_key)
+        job = await run_in_threadpool(
+            accept,
+            services.engine,
+            services.storage,
+            services.settings,
+            tenant,
+            received,
+            options,
+            idempotency_key,
+        )
     except DuplicateKey:
         services.storage.delete(key)
         first = await _by_key(services, tenant, idempotency_key or "")
@@ -95,6 +113,7 @@ async def _by_key(services: Services, tenant: Tenant, key: str) -> Job | None:
     def find() -> Job | None:
         with services.engine.connect() as connection:
             return repository.job_by_idempotency_key(connection, tenant.name, key)
+
     return await run_in_threadpool(find)
 
 
@@ -103,8 +122,9 @@ def _view(job: Job, request: Request, services: Services) -> JobView:
     return job_view(job, url, events_token(services, job))
 
 
-def _accepted(job: Job, request: Request, response: Response, services: Services,
-              replayed: bool) -> JobView:
+def _accepted(
+    job: Job, request: Request, response: Response, services: Services, replayed: bool
+) -> JobView:
     view = _view(job, request, services)
     response.headers["Location"] = view.url
     if replayed:
@@ -114,7 +134,9 @@ def _accepted(job: Job, request: Request, response: Response, services: Services
 
 @router.get("", summary="Recent imports, newest first", responses=errors(401, 422))
 def list_imports(
-    request: Request, services: ServicesDep, tenant: TenantDep,
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=LARGEST)] = 0,
 ) -> JobPage:
@@ -125,16 +147,23 @@ def list_imports(
     return JobPage(items=[_view(job, request, services) for job in jobs[:limit]], next=next_url)
 
 
-@router.get("/{job_id}", summary="One import: status, counts, checkpoints, error",
-            responses=errors(401, 404, 422))
+@router.get(
+    "/{job_id}",
+    summary="One import: status, counts, checkpoints, error",
+    responses=errors(401, 404, 422),
+)
 def get_import(
     job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> JobView:
     return _view(_job(services, tenant, job_id), request, services)
 
 
-@router.post("/{job_id}/cancel", status_code=202, summary="Cancel a queued or running import",
-             responses=errors(401, 404, 422))
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    summary="Cancel a queued or running import",
+    responses=errors(401, 404, 422),
+)
 def cancel_import(
     job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> JobView:
@@ -151,25 +180,42 @@ def cancel_import(
 
 
 # Each event of the stream (OpenAPI before 3.2 has `schema` describe one event).
-_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
-    "event": {"type": "string", "enum": ["progress", *sorted(FINISHED)]},
-    "id": {"type": "string", "description": "resume after it with Last-Event-ID"},
-    "data": {"type": "string", "contentMediaType": "application/json",
-             "contentSchema": {"$ref": f"#/components/schemas/{ProgressEvent.__name__}"}},
-}}
-_EVENTS = {200: {"description": "A stream of Server-Sent Events: the current state first, "
-                 "then an event after each committed batch, each `data` a JSON "
-                 f"`{ProgressEvent.__name__}`; it ends after a `completed`, `failed` or "
-                 "`cancelled` event.",
-                 "content": {"text/event-stream": {"schema": _EVENT}}},
-           **json_errors(401, 404, 422)}
+_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["progress", *sorted(FINISHED)]},
+        "id": {"type": "string", "description": "resume after it with Last-Event-ID"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": f"#/components/schemas/{ProgressEvent.__name__}"},
+        },
+    },
+}
+_EVENTS = {
+    200: {
+        "description": "A stream of Server-Sent Events: the current state first, "
+        "then an event after each committed batch, each `data` a JSON "
+        f"`{ProgressEvent.__name__}`; it ends after a `completed`, `failed` or "
+        "`cancelled` event.",
+        "content": {"text/event-stream": {"schema": _EVENT}},
+    },
+    **json_errors(401, 404, 422),
+}
 
 
-@router.get("/{job_id}/events", summary="Live progress as Server-Sent Events (with an API "
-            "key, or with the token of the job's `events_url`)", response_class=EventStream,
-            responses=_EVENTS)
+@router.get(
+    "/{job_id}/events",
+    summary="Live progress as Server-Sent Events (with an API "
+    "key, or with the token of the job's `events_url`)",
+    response_class=EventStream,
+    responses=_EVENTS,
+)
 async def import_events(
-    job_id: uuid.UUID, services: ServicesDep, tenant: EventsTenantDep,
+    job_id: uuid.UUID,
+    services: ServicesDep,
+    tenant: EventsTenantDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     await run_in_threadpool(_job, services, tenant, job_id)
@@ -179,21 +225,33 @@ async def import_events(
 
     events = follow(job_id, last_event_id, services.settings.redis_url, load_job)
     # Proxies must not buffer the stream (and it is never gzipped).
-    return EventStream(events, ping=PING_SECONDS,
-                       headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+    return EventStream(
+        events, ping=PING_SECONDS, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+    )
 
 
-_REFUSED_CSV = {200: {"description": "JSON pages, or with `format=csv` (or `Accept: text/csv`) "
-                      "a CSV file: the file's header, each refused line as it was, and a last "
-                      "column saying why.",
-                      "content": {"text/csv": {"schema": {"type": "string"}}}},
-                **errors(401, 404, 422)}
+_REFUSED_CSV = {
+    200: {
+        "description": "JSON pages, or with `format=csv` (or `Accept: text/csv`) "
+        "a CSV file: the file's header, each refused line as it was, and a last "
+        "column saying why.",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    },
+    **errors(401, 404, 422),
+}
 
 
-@router.get("/{job_id}/errors", summary="Refused rows: JSON pages, or CSV with Accept: text/csv "
-            "(or ?format=csv, for links)", response_model=RefusedPage, responses=_REFUSED_CSV)
+@router.get(
+    "/{job_id}/errors",
+    summary="Refused rows: JSON pages, or CSV with Accept: text/csv (or ?format=csv, for links)",
+    response_model=RefusedPage,
+    responses=_REFUSED_CSV,
+)
 def list_refused(
-    job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep,
+    job_id: uuid.UUID,
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
     after_line: Annotated[int, Query(ge=0, le=LARGEST)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     format: Annotated[str | None, Query(pattern="^(csv|json)$")] = None,
@@ -201,12 +259,17 @@ def list_refused(
     job = _job(services, tenant, job_id)
     if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
         return StreamingResponse(
-            _csv_stream(services, job), media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="refused-{job.id}.csv"'})
+            _csv_stream(services, job),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="refused-{job.id}.csv"'},
+        )
     with services.engine.connect() as connection:
         rows = repository.refused_page(connection, job_id, after_line, limit)
-    next_url = (str(request.url.include_query_params(after_line=rows[-1].line))
-                if len(rows) == limit else None)
+    next_url = (
+        str(request.url.include_query_params(after_line=rows[-1].line))
+        if len(rows) == limit
+        else None
+    )
     return RefusedPage(items=[refused_view(row) for row in rows], next=next_url)
 
 

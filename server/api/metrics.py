@@ -15,8 +15,11 @@ from server.messaging import topology
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
-            summary="Prometheus metrics: jobs by status, rows, load seconds, queue depths")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics: jobs by status, rows, load seconds, queue depths",
+)
 def metrics(services: ServicesDep) -> str:
     with services.engine.connect() as connection:
         by_status = repository.count_by_status(connection)

@@ -26,13 +26,17 @@ def upload_page() -> FileResponse:
     return FileResponse(PAGE, media_type="text/html")
 
 
-@router.get("/health", summary="PostgreSQL, Redis and RabbitMQ, each checked for real",
-            responses={503: {"model": Health, "description": "A service is down: its check "
-                             "says why"}})
+@router.get(
+    "/health",
+    summary="PostgreSQL, Redis and RabbitMQ, each checked for real",
+    responses={503: {"model": Health, "description": "A service is down: its check says why"}},
+)
 def health(services: ServicesDep) -> JSONResponse:
-    checks = {"postgresql": _check(_postgres, services),
-              "redis": _check(_redis, services),
-              "rabbitmq": _check(_rabbitmq, services)}
+    checks = {
+        "postgresql": _check(_postgres, services),
+        "redis": _check(_redis, services),
+        "rabbitmq": _check(_rabbitmq, services),
+    }
     healthy = all(check.ok for check in checks.values())
     body = Health(status="ok" if healthy else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if healthy else 503)
@@ -52,8 +56,9 @@ def _postgres(services: Services) -> None:
 
 
 def _redis(services: Services) -> None:
-    client = redis.Redis.from_url(services.settings.redis_url, socket_timeout=TIMEOUT,
-                                  socket_connect_timeout=TIMEOUT)
+    client = redis.Redis.from_url(
+        services.settings.redis_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
+    )
     try:
         client.ping()
     finally:
@@ -65,8 +70,11 @@ def _rabbitmq(services: Services) -> None:
         connection.ensure_connection(max_retries=1)
 
 
-@router.get("/targets", summary="Tables that imports are allowed into, with their columns",
-            responses=errors(401))
+@router.get(
+    "/targets",
+    summary="Tables that imports are allowed into, with their columns",
+    responses=errors(401),
+)
 def targets(services: ServicesDep, tenant: TenantDep) -> TargetList:
     allow_list = services.settings.import_targets
     found = []
@@ -83,7 +91,11 @@ def targets(services: ServicesDep, tenant: TenantDep) -> TargetList:
 
 def _target_view(target: Target) -> TargetView:
     return TargetView(
-        name=target.name, primary_key=list(target.primary_key),
+        name=target.name,
+        primary_key=list(target.primary_key),
         unique_keys={name: list(columns) for name, columns in target.unique_keys.items()},
-        columns=[ColumnView(name=c.name, type=c.type, required=c.required, nullable=c.nullable)
-                 for c in target.columns])
+        columns=[
+            ColumnView(name=c.name, type=c.type, required=c.required, nullable=c.nullable)
+            for c in target.columns
+        ],
+    )

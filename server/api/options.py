@@ -13,22 +13,32 @@ from server.jobs.model import JobOptions, Mode
 _DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 
 # The upload as the OpenAPI schema shows it (the route streams the body itself).
-UPLOAD_FORM = {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object",
-    "required": ["file", "target"],
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "the CSV file"},
-        "target": {"type": "string", "description": "`table` or `schema.table`"},
-        "mode": {"type": "string", "enum": ["append", "upsert"]},
-        "key": {"type": "string", "description": "upsert: a unique constraint's name"},
-        "encoding": {"type": "string", "enum": list(ENCODINGS)},
-        "delimiter": {"type": "string", "enum": [",", ";", "tab", "|"]},
-        "mapping": {"type": "string", "description": "JSON object: CSV header → column"},
-        "null_markers": {"type": "string", "description": "comma-separated"},
-        "max_errors": {"type": "integer", "minimum": 0},
-        "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+UPLOAD_FORM = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "target"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "the CSV file"},
+                    "target": {"type": "string", "description": "`table` or `schema.table`"},
+                    "mode": {"type": "string", "enum": ["append", "upsert"]},
+                    "key": {"type": "string", "description": "upsert: a unique constraint's name"},
+                    "encoding": {"type": "string", "enum": list(ENCODINGS)},
+                    "delimiter": {"type": "string", "enum": [",", ";", "tab", "|"]},
+                    "mapping": {
+                        "type": "string",
+                        "description": "JSON object: CSV header → column",
+                    },
+                    "null_markers": {"type": "string", "description": "comma-separated"},
+                    "max_errors": {"type": "integer", "minimum": 0},
+                    "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                },
+            }
+        }
     },
-}}}}
+}
 
 
 class ImportOptions(BaseModel):
@@ -48,8 +58,12 @@ class ImportOptions(BaseModel):
         if value is None:
             return None
         name = value.strip().lower().replace("_", "-")
-        name = {"utf8": "utf-8", "latin1": "latin-1", "iso-8859-1": "latin-1",
-                "windows-1252": "cp1252"}.get(name, name)
+        name = {
+            "utf8": "utf-8",
+            "latin1": "latin-1",
+            "iso-8859-1": "latin-1",
+            "windows-1252": "cp1252",
+        }.get(name, name)
         if name not in ENCODINGS:
             raise ValueError(f"must be one of {', '.join(ENCODINGS)}")
         return name
@@ -80,25 +94,31 @@ class ImportOptions(BaseModel):
 
     def job_options(self) -> JobOptions:
         """What the worker needs to know of the options, kept on the job."""
-        return JobOptions(tuple(self.null_markers), self.mapping, self.max_errors,
-                          self.max_error_rate)
+        return JobOptions(
+            tuple(self.null_markers), self.mapping, self.max_errors, self.max_error_rate
+        )
 
 
 def parse_options(fields: dict[str, str]) -> ImportOptions:
     if "target" not in fields:
-        raise ApiError(422, "missing_target", "the upload has no `target` field naming the "
-                       "table to import into")
+        raise ApiError(
+            422,
+            "missing_target",
+            "the upload has no `target` field naming the table to import into",
+        )
     if nul := [name for name, value in fields.items() if "\x00" in value]:
         raise ApiError(422, "invalid_option", f"{', '.join(nul)}: NUL bytes are not allowed")
     try:
-        return ImportOptions.model_validate({k: v for k, v in fields.items() if v != ""
-                                             or k == "null_markers"})
+        return ImportOptions.model_validate(
+            {k: v for k, v in fields.items() if v != "" or k == "null_markers"}
+        )
     except (ValidationError, ValueError) as error:
         raise ApiError(422, "invalid_option", _describe(error)) from None
 
 
 def _describe(error: ValidationError | ValueError) -> str:
     if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                         for e in error.errors())
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
     return str(error)

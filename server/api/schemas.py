@@ -61,8 +61,7 @@ class JobView(BaseModel):
     bytes_done: int
     rows_loaded: int
     rows_refused: int
-    rows_published: int | None = Field(description="rows written to the target, once "
-                                       "completed")
+    rows_published: int | None = Field(description="rows written to the target, once completed")
     sha256: str
     encoding: str
     delimiter: str
@@ -73,8 +72,10 @@ class JobView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     url: str
-    events_url: str = Field(description="live progress (Server-Sent Events); opens without "
-                            "a key for `EVENTS_TOKEN_SECONDS`")
+    events_url: str = Field(
+        description="live progress (Server-Sent Events); opens without "
+        "a key for `EVENTS_TOKEN_SECONDS`"
+    )
     errors_url: str = Field(description="the refused rows")
 
 

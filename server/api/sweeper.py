@@ -24,11 +24,15 @@ BATCH = 100
 
 def sweep_once(services: Services) -> int:
     with services.engine.begin() as connection:
-        jobs = repository.unpublished_jobs(connection, services.settings.publish_grace_seconds,
-                                           BATCH)
+        jobs = repository.unpublished_jobs(
+            connection, services.settings.publish_grace_seconds, BATCH
+        )
         for job in jobs:
-            publish_job(services.celery, job.id,
-                        express=job.bytes_total <= services.settings.express_max_bytes)
+            publish_job(
+                services.celery,
+                job.id,
+                express=job.bytes_total <= services.settings.express_max_bytes,
+            )
             repository.mark_published(connection, job.id)
             log.info("job %s: published by the sweeper", job.id)
     return len(jobs)
@@ -44,8 +48,9 @@ async def run_forever(services: Services) -> None:
         try:
             await run_in_threadpool(sweep_once, services)
             if rounds % every == 0:
-                await run_in_threadpool(housekeeping.clean, services.engine, services.storage,
-                                        settings)
+                await run_in_threadpool(
+                    housekeeping.clean, services.engine, services.storage, settings
+                )
         except Exception:
             log.exception("background round failed")
         rounds += 1

@@ -53,10 +53,16 @@ class _Receiver:
         self.done = False
 
     def callbacks(self) -> dict[str, object]:
-        return {"on_part_begin": self.part_begin, "on_header_field": self.header_field,
-                "on_header_value": self.header_piece, "on_header_end": self.header_end,
-                "on_headers_finished": self.headers_finished, "on_part_data": self.data,
-                "on_part_end": self.part_end, "on_end": self.end}
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": self.header_field,
+            "on_header_value": self.header_piece,
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.data,
+            "on_part_end": self.part_end,
+            "on_end": self.end,
+        }
 
     def part_begin(self) -> None:
         self.headers, self.value = {}, bytearray()
@@ -86,14 +92,21 @@ class _Receiver:
         if self.sink is None:
             self.value += piece
             if len(self.value) > FIELD_LIMIT:
-                raise ApiError(413, "field_too_large", f"form field {self.name!r} is larger "
-                               f"than {FIELD_LIMIT} bytes", headers=BODY_LEFT_UNREAD)
+                raise ApiError(
+                    413,
+                    "field_too_large",
+                    f"form field {self.name!r} is larger than {FIELD_LIMIT} bytes",
+                    headers=BODY_LEFT_UNREAD,
+                )
             return
         self.upload.size += len(piece)
         if self.upload.size > self.max_bytes:
-            raise ApiError(413, "file_too_large",
-                           f"the file is larger than the limit of {self.max_bytes} bytes",
-                           headers=BODY_LEFT_UNREAD)
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"the file is larger than the limit of {self.max_bytes} bytes",
+                headers=BODY_LEFT_UNREAD,
+            )
         self.hash.update(piece)
         self.sink.write(piece)
 
@@ -115,18 +128,26 @@ class _Receiver:
 def boundary_of(request: Request) -> bytes:
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or b"boundary" not in params:
-        raise ApiError(415, "not_multipart", "send the file as multipart/form-data "
-                       "(curl -F file=@data.csv -F target=...)")
+        raise ApiError(
+            415,
+            "not_multipart",
+            "send the file as multipart/form-data (curl -F file=@data.csv -F target=...)",
+        )
     return params[b"boundary"]
 
 
-async def receive(request: Request, storage: Storage, key: str, max_bytes: int,
-                  idle_seconds: float = 60.0) -> Upload:
+async def receive(
+    request: Request, storage: Storage, key: str, max_bytes: int, idle_seconds: float = 60.0
+) -> Upload:
     """Read the whole body; on any failure nothing is left in storage."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + FIELD_LIMIT:
-        raise ApiError(413, "file_too_large", f"the upload is larger than the limit of "
-                       f"{max_bytes} bytes", headers=BODY_LEFT_UNREAD)
+        raise ApiError(
+            413,
+            "file_too_large",
+            f"the upload is larger than the limit of {max_bytes} bytes",
+            headers=BODY_LEFT_UNREAD,
+        )
     upload = Upload(key)
     receiver = _Receiver(storage, upload, max_bytes)
     parser = MultipartParser(boundary_of(request), receiver.callbacks())  # type: ignore[arg-type]
@@ -172,6 +193,9 @@ async def _next_chunk(chunks: AsyncIterator[bytes], idle_seconds: float) -> byte
     except StopAsyncIteration:
         return None
     except TimeoutError:
-        raise ApiError(408, "upload_timeout", f"nothing more of the upload arrived for "
-                       f"{idle_seconds:g} seconds; send it again",
-                       headers=BODY_LEFT_UNREAD) from None
+        raise ApiError(
+            408,
+            "upload_timeout",
+            f"nothing more of the upload arrived for {idle_seconds:g} seconds; send it again",
+            headers=BODY_LEFT_UNREAD,
+        ) from None

@@ -17,21 +17,40 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def job_view(job: Job, url: str, events_token: str) -> JobView:
     """The job, and the URLs to follow it; its event stream's URL opens with no key."""
     return JobView(
-        id=job.id, status=job.status, target=job.target, mode=job.mode,
-        file_name=job.file_name, bytes_total=job.bytes_total, bytes_done=job.bytes_done,
-        rows_loaded=job.rows_loaded, rows_refused=job.rows_refused,
-        rows_published=job.rows_published, sha256=job.sha256, encoding=job.encoding,
-        delimiter=job.delimiter, header=list(job.header), extra_columns=list(job.extra_columns),
-        error=job.error, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at, url=url, events_url=f"{url}/events?token={events_token}",
+        id=job.id,
+        status=job.status,
+        target=job.target,
+        mode=job.mode,
+        file_name=job.file_name,
+        bytes_total=job.bytes_total,
+        bytes_done=job.bytes_done,
+        rows_loaded=job.rows_loaded,
+        rows_refused=job.rows_refused,
+        rows_published=job.rows_published,
+        sha256=job.sha256,
+        encoding=job.encoding,
+        delimiter=job.delimiter,
+        header=list(job.header),
+        extra_columns=list(job.extra_columns),
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        url=url,
+        events_url=f"{url}/events?token={events_token}",
         errors_url=f"{url}/errors",
     )
 
 
 def refused_view(row: RefusedRow) -> RefusedRowView:
-    return RefusedRowView(line=row.line, column=row.column, code=row.code, message=row.message,
-                          raw=row.raw, errors=[ProblemView.model_validate(problem)
-                                               for problem in row.errors])
+    return RefusedRowView(
+        line=row.line,
+        column=row.column,
+        code=row.code,
+        message=row.message,
+        raw=row.raw,
+        errors=[ProblemView.model_validate(problem) for problem in row.errors],
+    )
 
 
 def neutralise(cell: str) -> str:

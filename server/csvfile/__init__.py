@@ -1,8 +1,8 @@
 """Pure CSV logic, no I/O beyond the file object it is handed.
 
-    detect.py    encoding, line ending and delimiter, from the first bytes of a file
-    reader.py    records with their line numbers and byte offsets, resumable at any record
-    head.py      the header and the first row, from a file's first bytes only
-    header.py    CSV header names matched to a target's columns
-    convert.py   per-column converters compiled once from the column types
+detect.py    encoding, line ending and delimiter, from the first bytes of a file
+reader.py    records with their line numbers and byte offsets, resumable at any record
+head.py      the header and the first row, from a file's first bytes only
+header.py    CSV header names matched to a target's columns
+convert.py   per-column converters compiled once from the column types
 """

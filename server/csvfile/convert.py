@@ -82,8 +82,11 @@ def numeric(precision: int | None, scale: int | None) -> Converter:
         if not number.is_finite():
             raise Refusal("out_of_range", f"{value!r} is not a finite number")
         if abs(number.quantize(step, context=_WIDE)) >= limit:
-            raise Refusal("out_of_range", f"{value.strip()} does not fit numeric({precision},"
-                          f"{scale}): at most {precision - (scale or 0)} digits before the point")
+            raise Refusal(
+                "out_of_range",
+                f"{value.strip()} does not fit numeric({precision},"
+                f"{scale}): at most {precision - (scale or 0)} digits before the point",
+            )
         return str(number)
 
     return convert
@@ -143,8 +146,10 @@ def timestamp(with_zone: bool) -> Converter:
             # Read as UTC rather than the server's zone, so a file means the same everywhere.
             return moment.isoformat() + ("+00:00" if with_zone else "")
         if not with_zone:
-            raise Refusal("unexpected_time_zone",
-                          f"{value!r} has a time zone offset, but the column has no time zone")
+            raise Refusal(
+                "unexpected_time_zone",
+                f"{value!r} has a time zone offset, but the column has no time zone",
+            )
         return moment.isoformat()
 
     return convert
@@ -219,21 +224,26 @@ def converter_for(column: Column) -> Converter:
 class RowConverter:
     """Turns the fields of one record into one line of COPY text, or into its problems."""
 
-    def __init__(self, columns: list[Column | None], null_markers: Iterable[str],
-                 positions: bool = True) -> None:
+    def __init__(
+        self, columns: list[Column | None], null_markers: Iterable[str], positions: bool = True
+    ) -> None:
         self.columns = columns
         self.width = len(columns)
         self.positions = positions
         self.nulls = frozenset(null_markers)
-        self.plan = [(index, column.name, converter_for(column), column.nullable)
-                     for index, column in enumerate(columns) if column is not None]
+        self.plan = [
+            (index, column.name, converter_for(column), column.nullable)
+            for index, column in enumerate(columns)
+            if column is not None
+        ]
 
     def copy_line(self, fields: list[str], line: int, offset: int) -> str | list[Problem]:
         """One line of COPY text, ending with the record's line number and byte offset
         (unless the converter was made without positions)."""
         if len(fields) != self.width:
-            return [Problem(None, "field_count",
-                            f"expected {self.width} fields, found {len(fields)}")]
+            return [
+                Problem(None, "field_count", f"expected {self.width} fields, found {len(fields)}")
+            ]
         out = []
         nulls = self.nulls
         try:

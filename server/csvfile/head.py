@@ -38,8 +38,11 @@ def read_head(head: bytes, layout: Layout, whole_file: bool) -> Head:
     records = iter(RecordReader(io.BytesIO(head), layout, layout.bom_bytes, 1))
     header = next(records, None)
     if header is not None and not whole_file and header.end_offset >= len(head):
-        raise HeadProblem("header_too_long", f"the first line is longer than {HEADER_LIMIT} "
-                          "bytes: it is not a CSV header", 1)
+        raise HeadProblem(
+            "header_too_long",
+            f"the first line is longer than {HEADER_LIMIT} bytes: it is not a CSV header",
+            1,
+        )
     if header is None or header.problem:
         raise HeadProblem("bad_header", "the first line is not a readable CSV header", 1)
     # Beyond the first bytes the file goes on: rows follow, even if they are refused later.

@@ -40,15 +40,22 @@ def match_header(
     _check_names(header)
     mapping = mapping or {}
     by_name = {normalise(column.name): column.name for column in target.columns}
-    unknown = [name for name, column in mapping.items()
-               if name not in header or column not in {c.name for c in target.columns}]
+    unknown = [
+        name
+        for name, column in mapping.items()
+        if name not in header or column not in {c.name for c in target.columns}
+    ]
     if unknown:
-        raise HeaderProblem("unknown_mapping", "mapping names headers or columns that do not "
-                            f"exist: {', '.join(unknown)}", unknown)
+        raise HeaderProblem(
+            "unknown_mapping",
+            f"mapping names headers or columns that do not exist: {', '.join(unknown)}",
+            unknown,
+        )
     columns = [mapping.get(name) or by_name.get(normalise(name)) for name in header]
     _check_targets_once(header, columns)
-    result = ColumnMap(columns, [name for name, column in zip(header, columns, strict=True)
-                                 if column is None])
+    result = ColumnMap(
+        columns, [name for name, column in zip(header, columns, strict=True) if column is None]
+    )
     _check_required(result, target)
     return result
 
@@ -56,15 +63,18 @@ def match_header(
 def _check_names(header: list[str]) -> None:
     empty = [str(position) for position, name in enumerate(header, 1) if not name.strip()]
     if empty:
-        raise HeaderProblem("empty_header", f"header has empty names at positions "
-                            f"{', '.join(empty)}", empty)
+        raise HeaderProblem(
+            "empty_header", f"header has empty names at positions {', '.join(empty)}", empty
+        )
     seen: dict[str, str] = {}
     for name in header:
         key = normalise(name)
         if key in seen:
-            raise HeaderProblem("duplicate_header",
-                                f"header names {seen[key]!r} and {name!r} are the same column",
-                                [seen[key], name])
+            raise HeaderProblem(
+                "duplicate_header",
+                f"header names {seen[key]!r} and {name!r} are the same column",
+                [seen[key], name],
+            )
         seen[key] = name
 
 
@@ -74,38 +84,56 @@ def _check_targets_once(header: list[str], columns: list[str | None]) -> None:
         if column is None:
             continue
         if column in filled:
-            raise HeaderProblem("duplicate_column", f"headers {filled[column]!r} and {name!r} "
-                                f"both fill column {column!r}", [column])
+            raise HeaderProblem(
+                "duplicate_column",
+                f"headers {filled[column]!r} and {name!r} both fill column {column!r}",
+                [column],
+            )
         filled[column] = name
 
 
 def _check_required(result: ColumnMap, target: Target) -> None:
     if not result.used:
-        raise HeaderProblem("no_matching_columns",
-                            f"no header matches a column of {target.name}; its columns are "
-                            f"{', '.join(column.name for column in target.columns)}")
-    missing = [column.name for column in target.columns
-               if column.required and column.name not in result.used]
+        raise HeaderProblem(
+            "no_matching_columns",
+            f"no header matches a column of {target.name}; its columns are "
+            f"{', '.join(column.name for column in target.columns)}",
+        )
+    missing = [
+        column.name
+        for column in target.columns
+        if column.required and column.name not in result.used
+    ]
     if missing:
-        raise HeaderProblem("missing_columns",
-                            f"required columns missing from the header: {', '.join(missing)}",
-                            missing)
+        raise HeaderProblem(
+            "missing_columns",
+            f"required columns missing from the header: {', '.join(missing)}",
+            missing,
+        )
 
 
 def check_key(result: ColumnMap, target: Target, key: str | None) -> list[str]:
     """The key columns an upsert matches on: the primary key, or a named unique key."""
     if key:
         if key not in target.unique_keys:
-            raise HeaderProblem("unknown_key", f"{target.name} has no unique key named {key!r}; "
-                                f"it has: {', '.join(target.unique_keys) or 'none'}", [key])
+            raise HeaderProblem(
+                "unknown_key",
+                f"{target.name} has no unique key named {key!r}; "
+                f"it has: {', '.join(target.unique_keys) or 'none'}",
+                [key],
+            )
         columns = list(target.unique_keys[key])
     else:
         columns = list(target.primary_key)
     if not columns:
-        raise HeaderProblem("no_key", f"{target.name} has no primary key to upsert on; "
-                            "name a unique key with `key`")
+        raise HeaderProblem(
+            "no_key", f"{target.name} has no primary key to upsert on; name a unique key with `key`"
+        )
     missing = [column for column in columns if column not in result.used]
     if missing:
-        raise HeaderProblem("missing_key_columns", "upsert needs the key columns in the "
-                            f"header: {', '.join(missing)}", missing)
+        raise HeaderProblem(
+            "missing_key_columns",
+            f"upsert needs the key columns in the header: {', '.join(missing)}",
+            missing,
+        )
     return columns

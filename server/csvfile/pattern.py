@@ -23,8 +23,10 @@ from server.targets import Column
 COPY_ENCODINGS = {"utf-8": "UTF8", "cp1252": "WIN1252", "iso8859-1": "LATIN1"}
 
 _YEAR = rb"[12][0-9]{3}"
-_MONTH_DAY = (rb"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
-              rb"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))")
+_MONTH_DAY = (
+    rb"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    rb"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
 _DATE = _YEAR + rb"-" + _MONTH_DAY
 _TIME = rb"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?+"
 _ZONE = rb"(?:Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])"
@@ -109,11 +111,14 @@ def field_pattern(column: Column | None, delimiter: bytes) -> bytes | None:
     if value is None:
         return None
     either = rb'(?>"' + value + rb'"|' + value + rb")"
-    return rb'(?:' + either + rb'|""|)' if column.nullable else either
+    return rb"(?:" + either + rb'|""|)' if column.nullable else either
 
 
 def row_pattern(
-    columns: Sequence[Column | None], delimiter: str, terminator: str, encoding: str,
+    columns: Sequence[Column | None],
+    delimiter: str,
+    terminator: str,
+    encoding: str,
     null_markers: Collection[str],
 ) -> re.Pattern[bytes] | None:
     """A pattern whose `match` at a record boundary spans the valid run of records after it,

@@ -62,8 +62,10 @@ def split_lines(
             start = end
             continue
         if len(buf) - start > max_line:
-            yield buf[start : start + max_line], _skip_rest(file, buf[start + max_line :],
-                                                            terminator, unit)
+            yield (
+                buf[start : start + max_line],
+                _skip_rest(file, buf[start + max_line :], terminator, unit),
+            )
             buf, start = b"", 0
             continue
         block = file.read(BLOCK_BYTES)
@@ -139,8 +141,15 @@ class RecordReader:
                 return
             except csv.Error:
                 fields, self._problem = [], "malformed"
-            record = Record(line, fields, self._pending, start, self.offset, self.next_line,
-                            self._take_problem())
+            record = Record(
+                line,
+                fields,
+                self._pending,
+                start,
+                self.offset,
+                self.next_line,
+                self._take_problem(),
+            )
             self._pending = []
             if record.fields or record.problem:
                 yield record

@@ -94,9 +94,14 @@ def table(held: list[Held], engine: Engine) -> Table:
     now = datetime.now(UTC)
     for item in held:
         job = _job(engine, item.letter.job_id)
-        view.add_row(item.letter.job_id, item.letter.reason, (job.error or "") if job else "",
-                     str(item.letter.deaths), _age(item.letter.age(now)),
-                     job.target if job else "?")
+        view.add_row(
+            item.letter.job_id,
+            item.letter.reason,
+            (job.error or "") if job else "",
+            str(item.letter.deaths),
+            _age(item.letter.age(now)),
+            job.target if job else "?",
+        )
     return view
 
 
@@ -105,11 +110,18 @@ def show(held: list[Held], engine: Engine, job_id: str) -> int:
     job = _job(engine, job_id)
     console.print(f"{len(mine)} dead letter(s) for job {job_id}")
     for item in mine:
-        console.print(f"  reason={item.letter.reason} deaths={item.letter.deaths} "
-                      f"died_at={item.letter.died_at}")
+        console.print(
+            f"  reason={item.letter.reason} deaths={item.letter.deaths} "
+            f"died_at={item.letter.died_at}"
+        )
     if job is not None:
-        console.print({key: str(value) for key, value in asdict(job).items()
-                       if key not in ("header", "column_map")})
+        console.print(
+            {
+                key: str(value)
+                for key, value in asdict(job).items()
+                if key not in ("header", "column_map")
+            }
+        )
     return 0 if mine else 1
 
 

@@ -34,8 +34,9 @@ def read_letter(body: bytes | str, headers: dict[str, Any]) -> DeadLetter:
         died_at = datetime.fromtimestamp(died_at, UTC)
     elif isinstance(died_at, datetime) and died_at.tzinfo is None:
         died_at = died_at.replace(tzinfo=UTC)
-    return DeadLetter(str(args[0]), _text(reason), sum(int(d.get("count", 1)) for d in deaths),
-                      died_at)
+    return DeadLetter(
+        str(args[0]), _text(reason), sum(int(d.get("count", 1)) for d in deaths), died_at
+    )
 
 
 def _text(value: Any) -> str:

@@ -53,8 +53,9 @@ def held_letters(connection: Connection, settings: Settings) -> Iterator[list[He
     held: list[Held] = []
     try:
         while len(held) < MAX_HELD and (message := queue.get(no_ack=False)) is not None:
-            held.append(Held(message, read_letter(message.body or b"[[]]",
-                                                  dict(message.headers or {}))))
+            held.append(
+                Held(message, read_letter(message.body or b"[[]]", dict(message.headers or {})))
+            )
         yield held
     finally:
         for item in held:
@@ -82,8 +83,13 @@ def why_not(engine: Engine, job_id: str) -> str | None:
     return None
 
 
-def replay(held: list[Held], engine: Engine, app: Celery, dry_run: bool,
-           step: Callable[[], None] = lambda: None) -> Summary:
+def replay(
+    held: list[Held],
+    engine: Engine,
+    app: Celery,
+    dry_run: bool,
+    step: Callable[[], None] = lambda: None,
+) -> Summary:
     summary = Summary()
     for item in held:
         job_id = item.letter.job_id

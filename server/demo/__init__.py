@@ -29,5 +29,6 @@ COLUMNS_DDL = """(
 def create_table(cursor: object, schema: str = "public", table: str = "customers") -> None:
     """The demo table, unless a table of that name is already there."""
     statement = sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ").format(
-        sql.Identifier(schema), sql.Identifier(table)) + sql.SQL(COLUMNS_DDL)
+        sql.Identifier(schema), sql.Identifier(table)
+    ) + sql.SQL(COLUMNS_DDL)
     cursor.execute(statement)  # type: ignore[attr-defined]

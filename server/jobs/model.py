@@ -34,8 +34,12 @@ class JobOptions:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        return {"null_markers": list(self.null_markers), "mapping": dict(self.mapping),
-                "max_errors": self.max_errors, "max_error_rate": self.max_error_rate}
+        return {
+            "null_markers": list(self.null_markers),
+            "mapping": dict(self.mapping),
+            "max_errors": self.max_errors,
+            "max_error_rate": self.max_error_rate,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +104,13 @@ class Checkpoint:
 
     @classmethod
     def of(cls, job: Job) -> Checkpoint:
-        return cls(job.checkpoint_offset, job.checkpoint_line, job.rows_loaded,
-                   job.rows_refused, job.cancel_requested)
+        return cls(
+            job.checkpoint_offset,
+            job.checkpoint_line,
+            job.rows_loaded,
+            job.rows_refused,
+            job.cancel_requested,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +126,14 @@ class RefusedRow:
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RefusedRow:
-        return cls(row["line"], row["column"], row["code"], row["message"], row["raw"],
-                   tuple(row["errors"]))
+        return cls(
+            row["line"],
+            row["column"],
+            row["code"],
+            row["message"],
+            row["raw"],
+            tuple(row["errors"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ def _ago(seconds: float) -> Any:
 
 # --- the API's side ----------------------------------------------------------------------
 
+
 def insert_job(connection: Connection, values: dict[str, Any]) -> Job:
     row = connection.execute(insert(import_jobs).values(**values).returning(import_jobs)).one()
     return Job.from_row(row._mapping)
@@ -54,28 +55,40 @@ def tenant_job(connection: Connection, tenant: str, job_id: uuid.UUID) -> Job | 
 
 
 def job_by_idempotency_key(connection: Connection, tenant: str, key: str) -> Job | None:
-    return _one(connection, select(import_jobs).where(jobs.tenant == tenant,
-                                                      jobs.idempotency_key == key))
+    return _one(
+        connection, select(import_jobs).where(jobs.tenant == tenant, jobs.idempotency_key == key)
+    )
 
 
 def list_jobs(connection: Connection, tenant: str, limit: int, offset: int) -> list[Job]:
-    query = (select(import_jobs).where(jobs.tenant == tenant)
-             .order_by(jobs.created_at.desc(), jobs.id).limit(limit).offset(offset))
+    query = (
+        select(import_jobs)
+        .where(jobs.tenant == tenant)
+        .order_by(jobs.created_at.desc(), jobs.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return [Job.from_row(row._mapping) for row in connection.execute(query)]
 
 
 def mark_published(connection: Connection, job_id: uuid.UUID) -> None:
-    connection.execute(update(import_jobs).where(jobs.id == job_id)
-                       .values(published_at=func.now()))
+    connection.execute(update(import_jobs).where(jobs.id == job_id).values(published_at=func.now()))
 
 
 def unpublished_jobs(connection: Connection, grace_seconds: float, limit: int) -> list[Job]:
     """Jobs committed but never confirmed by the broker; locked so that two sweepers
     running at once do not both publish the same job."""
-    query = (select(import_jobs)
-             .where(jobs.status == JobStatus.QUEUED, jobs.published_at.is_(None),
-                    jobs.created_at < _ago(grace_seconds))
-             .order_by(jobs.created_at).limit(limit).with_for_update(skip_locked=True))
+    query = (
+        select(import_jobs)
+        .where(
+            jobs.status == JobStatus.QUEUED,
+            jobs.published_at.is_(None),
+            jobs.created_at < _ago(grace_seconds),
+        )
+        .order_by(jobs.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     return [Job.from_row(row._mapping) for row in connection.execute(query)]
 
 
@@ -85,18 +98,25 @@ def request_cancel(connection: Connection, job_id: uuid.UUID) -> Job | None:
     connection.execute(
         update(import_jobs)
         .where(jobs.id == job_id, jobs.status.not_in(FINISHED))
-        .values(cancel_requested=True, updated_at=func.now(),
-                status=case((queued, JobStatus.CANCELLED.value), else_=jobs.status),
-                finished_at=case((queued, func.now()), else_=jobs.finished_at)))
+        .values(
+            cancel_requested=True,
+            updated_at=func.now(),
+            status=case((queued, JobStatus.CANCELLED.value), else_=jobs.status),
+            finished_at=case((queued, func.now()), else_=jobs.finished_at),
+        )
+    )
     return get_job(connection, job_id)
 
 
 def refused_page(
     connection: Connection, job_id: uuid.UUID, after_line: int, limit: int
 ) -> list[RefusedRow]:
-    query = (select(refused_rows)
-             .where(refused_rows.c.job_id == job_id, refused_rows.c.line > after_line)
-             .order_by(refused_rows.c.line).limit(limit))
+    query = (
+        select(refused_rows)
+        .where(refused_rows.c.job_id == job_id, refused_rows.c.line > after_line)
+        .order_by(refused_rows.c.line)
+        .limit(limit)
+    )
     return [RefusedRow.from_row(row._mapping) for row in connection.execute(query)]
 
 
@@ -110,30 +130,44 @@ def iter_refused(
 
 
 def segments(connection: Connection, job_id: uuid.UUID) -> list[SegmentRecord]:
-    query = (select(import_segments).where(import_segments.c.job_id == job_id)
-             .order_by(import_segments.c.id))
+    query = (
+        select(import_segments)
+        .where(import_segments.c.job_id == job_id)
+        .order_by(import_segments.c.id)
+    )
     return [SegmentRecord.from_row(row._mapping) for row in connection.execute(query)]
 
 
 # --- the worker's side -------------------------------------------------------------------
 
-def start_segment(connection: Connection, job_id: uuid.UUID,
-                  worker: str) -> tuple[Job, int] | None:
+
+def start_segment(connection: Connection, job_id: uuid.UUID, worker: str) -> tuple[Job, int] | None:
     """The job, now running, and the id of the segment this runner starts in the log;
     None if the job is not there to run (finished, or gone)."""
     row = connection.execute(
-        update(import_jobs).where(jobs.id == job_id, jobs.status.in_(ACTIVE))
-        .values(status=JobStatus.RUNNING, segments=jobs.segments + 1,
-                started_at=func.coalesce(jobs.started_at, func.now()), updated_at=func.now())
-        .returning(import_jobs)).first()
+        update(import_jobs)
+        .where(jobs.id == job_id, jobs.status.in_(ACTIVE))
+        .values(
+            status=JobStatus.RUNNING,
+            segments=jobs.segments + 1,
+            started_at=func.coalesce(jobs.started_at, func.now()),
+            updated_at=func.now(),
+        )
+        .returning(import_jobs)
+    ).first()
     if row is None:
         return None
     job = Job.from_row(row._mapping)
     segment_id: int = connection.execute(
-        insert(import_segments).values(job_id=job_id, worker=worker,
-                                       start_line=job.checkpoint_line,
-                                       start_offset=job.checkpoint_offset)
-        .returning(import_segments.c.id)).scalar_one()
+        insert(import_segments)
+        .values(
+            job_id=job_id,
+            worker=worker,
+            start_line=job.checkpoint_line,
+            start_offset=job.checkpoint_offset,
+        )
+        .returning(import_segments.c.id)
+    ).scalar_one()
     return job, segment_id
 
 
@@ -143,25 +177,46 @@ def end_segment(connection: Connection, segment_id: int, outcome: str) -> None:
     connection.execute(
         update(import_segments)
         .where(segment.id == segment_id, jobs.id == segment.job_id)
-        .values(outcome=outcome, finished_at=func.clock_timestamp(),
-                end_line=jobs.checkpoint_line, end_offset=jobs.checkpoint_offset))
+        .values(
+            outcome=outcome,
+            finished_at=func.clock_timestamp(),
+            end_line=jobs.checkpoint_line,
+            end_offset=jobs.checkpoint_offset,
+        )
+    )
 
 
 def advance(
-    connection: Connection, job_id: uuid.UUID, expected: int, offset: int, line: int,
-    loaded: int, refused: int,
+    connection: Connection,
+    job_id: uuid.UUID,
+    expected: int,
+    offset: int,
+    line: int,
+    loaded: int,
+    refused: int,
 ) -> Checkpoint | None:
     """Move the checkpoint from `expected` to `offset` and add the batch's counts; None if
     the checkpoint is no longer at `expected` (someone else moved the job on)."""
     row = connection.execute(
         update(import_jobs)
-        .where(jobs.id == job_id, jobs.checkpoint_offset == expected,
-               jobs.status == JobStatus.RUNNING)
-        .values(checkpoint_offset=offset, checkpoint_line=line,
-                rows_loaded=jobs.rows_loaded + loaded, rows_refused=jobs.rows_refused + refused,
-                updated_at=func.now())
-        .returning(jobs.checkpoint_offset, jobs.checkpoint_line, jobs.rows_loaded,
-                   jobs.rows_refused, jobs.cancel_requested)).first()
+        .where(
+            jobs.id == job_id, jobs.checkpoint_offset == expected, jobs.status == JobStatus.RUNNING
+        )
+        .values(
+            checkpoint_offset=offset,
+            checkpoint_line=line,
+            rows_loaded=jobs.rows_loaded + loaded,
+            rows_refused=jobs.rows_refused + refused,
+            updated_at=func.now(),
+        )
+        .returning(
+            jobs.checkpoint_offset,
+            jobs.checkpoint_line,
+            jobs.rows_loaded,
+            jobs.rows_refused,
+            jobs.cancel_requested,
+        )
+    ).first()
     return None if row is None else Checkpoint(*row)
 
 
@@ -170,15 +225,16 @@ def fence(connection: Connection, job_id: uuid.UUID, expected: int, line: int) -
     checkpoint where the runner read it), recording the line it reached."""
     done = connection.execute(
         update(import_jobs)
-        .where(jobs.id == job_id, jobs.status == JobStatus.RUNNING,
-               jobs.checkpoint_offset == expected)
-        .values(checkpoint_line=line))
+        .where(
+            jobs.id == job_id, jobs.status == JobStatus.RUNNING, jobs.checkpoint_offset == expected
+        )
+        .values(checkpoint_line=line)
+    )
     return done.rowcount == 1
 
 
 def cancel_requested(connection: Connection, job_id: uuid.UUID) -> bool:
-    return bool(connection.execute(select(jobs.cancel_requested)
-                                   .where(jobs.id == job_id)).scalar())
+    return bool(connection.execute(select(jobs.cancel_requested).where(jobs.id == job_id)).scalar())
 
 
 def save_refused(connection: Connection, job_id: uuid.UUID, rows: Sequence[RefusedRow]) -> None:
@@ -187,62 +243,96 @@ def save_refused(connection: Connection, job_id: uuid.UUID, rows: Sequence[Refus
 
 
 def _refused_values(job_id: uuid.UUID, row: RefusedRow) -> dict[str, Any]:
-    return {"job_id": job_id, "line": row.line, "column": row.column, "code": row.code,
-            "message": row.message, "raw": row.raw, "errors": [dict(e) for e in row.errors]}
+    return {
+        "job_id": job_id,
+        "line": row.line,
+        "column": row.column,
+        "code": row.code,
+        "message": row.message,
+        "raw": row.raw,
+        "errors": [dict(e) for e in row.errors],
+    }
 
 
-def complete(connection: Connection, job_id: uuid.UUID, published: int, loaded: int,
-             refused: int) -> None:
+def complete(
+    connection: Connection, job_id: uuid.UUID, published: int, loaded: int, refused: int
+) -> None:
     # clock_timestamp(), not now(): the transaction may have begun long ago (a load in one
     # transaction, a long publish).
     connection.execute(
-        update(import_jobs).where(jobs.id == job_id)
-        .values(status=JobStatus.COMPLETED, rows_published=published, rows_loaded=loaded,
-                rows_refused=refused, checkpoint_offset=jobs.bytes_total,
-                finished_at=func.clock_timestamp(), updated_at=func.clock_timestamp()))
+        update(import_jobs)
+        .where(jobs.id == job_id)
+        .values(
+            status=JobStatus.COMPLETED,
+            rows_published=published,
+            rows_loaded=loaded,
+            rows_refused=refused,
+            checkpoint_offset=jobs.bytes_total,
+            finished_at=func.clock_timestamp(),
+            updated_at=func.clock_timestamp(),
+        )
+    )
 
 
-def end_job(connection: Connection, job_id: uuid.UUID, status: JobStatus,
-            error: str | None) -> bool:
+def end_job(
+    connection: Connection, job_id: uuid.UUID, status: JobStatus, error: str | None
+) -> bool:
     """A job that has not ended yet ends with `status`; False if it had ended already."""
     done = connection.execute(
-        update(import_jobs).where(jobs.id == job_id, jobs.status.in_(ACTIVE))
-        .values(status=status, error=error, finished_at=func.now(), updated_at=func.now()))
+        update(import_jobs)
+        .where(jobs.id == job_id, jobs.status.in_(ACTIVE))
+        .values(status=status, error=error, finished_at=func.now(), updated_at=func.now())
+    )
     return done.rowcount == 1
 
 
 # --- operators: dead letters, housekeeping, metrics --------------------------------------
+
 
 def reset_for_replay(connection: Connection, job_id: uuid.UUID) -> None:
     """Back to queued, attempts reset, checkpoint kept; unpublished until confirmed."""
     connection.execute(
         update(import_jobs)
         .where(jobs.id == job_id, jobs.status.in_([*ACTIVE, JobStatus.FAILED]))
-        .values(status=JobStatus.QUEUED, error=None, retries=0, finished_at=None,
-                published_at=None, updated_at=func.now()))
+        .values(
+            status=JobStatus.QUEUED,
+            error=None,
+            retries=0,
+            finished_at=None,
+            published_at=None,
+            updated_at=func.now(),
+        )
+    )
 
 
 def jobs_to_clean(connection: Connection, age_seconds: float, limit: int) -> list[Job]:
     """Finished jobs past their retention whose file and staged rows are still there;
     locked, so that two API processes never clean the same job."""
-    query = (select(import_jobs)
-             .where(jobs.cleaned_at.is_(None), jobs.finished_at < _ago(age_seconds))
-             .order_by(jobs.finished_at).limit(limit).with_for_update(skip_locked=True))
+    query = (
+        select(import_jobs)
+        .where(jobs.cleaned_at.is_(None), jobs.finished_at < _ago(age_seconds))
+        .order_by(jobs.finished_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     return [Job.from_row(row._mapping) for row in connection.execute(query)]
 
 
 def mark_cleaned(connection: Connection, job_ids: Sequence[uuid.UUID]) -> None:
     if job_ids:
-        connection.execute(update(import_jobs).where(jobs.id.in_(job_ids))
-                           .values(cleaned_at=func.now()))
+        connection.execute(
+            update(import_jobs).where(jobs.id.in_(job_ids)).values(cleaned_at=func.now())
+        )
 
 
 def delete_records(connection: Connection, age_seconds: float) -> int:
     """Records of cleaned jobs past their record retention, with their refused rows and
     segment log (which cascade)."""
     done = connection.execute(
-        delete(import_jobs).where(jobs.cleaned_at.is_not(None),
-                                  jobs.finished_at < _ago(age_seconds)))
+        delete(import_jobs).where(
+            jobs.cleaned_at.is_not(None), jobs.finished_at < _ago(age_seconds)
+        )
+    )
     return done.rowcount
 
 
@@ -265,15 +355,16 @@ def count_by_status(connection: Connection) -> dict[JobStatus, int]:
 def totals(connection: Connection) -> Totals:
     completed = jobs.status == JobStatus.COMPLETED
     seconds = extract("epoch", jobs.finished_at - jobs.started_at)
-    row = connection.execute(select(
-        func.coalesce(func.sum(jobs.rows_loaded).filter(completed), 0),
-        func.coalesce(func.sum(jobs.rows_refused), 0),
-        func.coalesce(cast(func.sum(seconds).filter(completed), Float), 0.0),
-    )).one()
+    row = connection.execute(
+        select(
+            func.coalesce(func.sum(jobs.rows_loaded).filter(completed), 0),
+            func.coalesce(func.sum(jobs.rows_refused), 0),
+            func.coalesce(cast(func.sum(seconds).filter(completed), Float), 0.0),
+        )
+    ).one()
     return Totals(int(row[0]), int(row[1]), float(row[2]))
 
 
 def _one(connection: Connection, query: Any) -> Job | None:
     row = connection.execute(query).first()
     return None if row is None else Job.from_row(row._mapping)
-

@@ -1,8 +1,8 @@
 """The life of a job: the one list of its statuses, and which of them are final.
 
-    queued ──► running ──► completed
-       │          ├──────► failed      (a replay or a retry puts it back to queued)
-       └──────────┴──────► cancelled
+queued ──► running ──► completed
+   │          ├──────► failed      (a replay or a retry puts it back to queued)
+   └──────────┴──────► cancelled
 """
 
 from __future__ import annotations

@@ -66,17 +66,27 @@ import_jobs = Table(
     UniqueConstraint("tenant", "idempotency_key", name="import_jobs_tenant_idempotency_key_key"),
 )
 Index("import_jobs_tenant_created_at_idx", import_jobs.c.tenant, import_jobs.c.created_at.desc())
-Index("import_jobs_unpublished_idx", import_jobs.c.created_at,
-      postgresql_where=text("published_at IS NULL AND status = 'queued'"))
-Index("import_jobs_uncleaned_idx", import_jobs.c.finished_at,
-      postgresql_where=text("cleaned_at IS NULL AND finished_at IS NOT NULL"))
+Index(
+    "import_jobs_unpublished_idx",
+    import_jobs.c.created_at,
+    postgresql_where=text("published_at IS NULL AND status = 'queued'"),
+)
+Index(
+    "import_jobs_uncleaned_idx",
+    import_jobs.c.finished_at,
+    postgresql_where=text("cleaned_at IS NULL AND finished_at IS NOT NULL"),
+)
 
 refused_rows = Table(
     "refused_rows",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    Column("job_id", UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "job_id",
+        UUID(as_uuid=True),
+        ForeignKey("import_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     Column("line", BigInteger, nullable=False),
     Column("column", Text),
     Column("code", Text, nullable=False),
@@ -90,8 +100,13 @@ import_segments = Table(
     "import_segments",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    Column("job_id", UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"),
-           nullable=False, index=True),
+    Column(
+        "job_id",
+        UUID(as_uuid=True),
+        ForeignKey("import_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("worker", Text, nullable=False),
     Column("start_line", BigInteger, nullable=False),
     Column("start_offset", BigInteger, nullable=False),

@@ -35,10 +35,15 @@ def parser() -> argparse.ArgumentParser:
     create = commands.add_parser("create", help="make a key and print it, once")
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", default="", help="a label: who or what uses the key")
-    create.add_argument("--targets", type=_split, help="comma-separated: table, schema.table "
-                        "or schema.*; default: every target IMPORT_TARGETS allows")
-    listing = commands.add_parser("list", help="the keys, revoked ones too (never the keys "
-                                  "themselves)")
+    create.add_argument(
+        "--targets",
+        type=_split,
+        help="comma-separated: table, schema.table "
+        "or schema.*; default: every target IMPORT_TARGETS allows",
+    )
+    listing = commands.add_parser(
+        "list", help="the keys, revoked ones too (never the keys themselves)"
+    )
     listing.add_argument("--tenant")
     revoke = commands.add_parser("revoke", help="revoke a key for good")
     revoke.add_argument("key_id", type=int)
@@ -67,7 +72,8 @@ def run(args: argparse.Namespace, connection: Any, settings: Settings) -> int:
         return create(connection, settings, args.tenant, args.name, args.targets)
     if args.command == "list":
         Console(width=None if sys.stdout.isatty() else 200).print(
-            table(list_keys(connection, args.tenant)))
+            table(list_keys(connection, args.tenant))
+        )
         return 0
     if revoke_key(connection, args.key_id):
         console.print(f"key {args.key_id} revoked")
@@ -76,26 +82,38 @@ def run(args: argparse.Namespace, connection: Any, settings: Settings) -> int:
     return 1
 
 
-def create(connection: Any, settings: Settings, tenant: str, name: str,
-           targets: Sequence[str] | None) -> int:
+def create(
+    connection: Any, settings: Settings, tenant: str, name: str, targets: Sequence[str] | None
+) -> int:
     key_id, key = create_key(connection, tenant, name, targets)
-    closed = [target for target in targets or ()
-              if not target.endswith(".*") and not is_allowed(target, settings.import_targets)]
+    closed = [
+        target
+        for target in targets or ()
+        if not target.endswith(".*") and not is_allowed(target, settings.import_targets)
+    ]
     if closed:
-        console.print(f"[yellow]IMPORT_TARGETS does not allow {', '.join(closed)}: "
-                      "closed until it does")
+        console.print(
+            f"[yellow]IMPORT_TARGETS does not allow {', '.join(closed)}: closed until it does"
+        )
     console.print(f"key {key_id} for tenant {tenant!r}; it is shown this once:")
     print(key)
     return 0
 
 
 def table(rows: Sequence[Any]) -> Table:
-    view = Table("id", "tenant", "name", "key starts", "targets", "created", "revoked",
-                 title="API keys")
+    view = Table(
+        "id", "tenant", "name", "key starts", "targets", "created", "revoked", title="API keys"
+    )
     for row in rows:
-        view.add_row(str(row.id), row.tenant, row.name, row.prefix + "…",
-                     ", ".join(row.targets) if row.targets is not None else "(all allowed)",
-                     _when(row.created_at), _when(row.revoked_at))
+        view.add_row(
+            str(row.id),
+            row.tenant,
+            row.name,
+            row.prefix + "…",
+            ", ".join(row.targets) if row.targets is not None else "(all allowed)",
+            _when(row.created_at),
+            _when(row.revoked_at),
+        )
     return view
 
 

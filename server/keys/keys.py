@@ -50,17 +50,25 @@ def create_key(
     check_spec(tenant, targets)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id: int = connection.execute(
-        api_keys.insert().values(tenant=tenant, name=name, key_hash=digest(key),
-                                 prefix=key[:SHOWN_PREFIX],
-                                 targets=None if targets is None else list(targets))
-        .returning(api_keys.c.id)).scalar_one()
+        api_keys.insert()
+        .values(
+            tenant=tenant,
+            name=name,
+            key_hash=digest(key),
+            prefix=key[:SHOWN_PREFIX],
+            targets=None if targets is None else list(targets),
+        )
+        .returning(api_keys.c.id)
+    ).scalar_one()
     return key_id, key
 
 
 def check_spec(tenant: str, targets: Sequence[str] | None) -> None:
     if not _TENANT.fullmatch(tenant):
-        raise BadKeySpec(f"{tenant!r} is not a tenant name: letters, digits and _ . @ -, "
-                         "starting with a letter or digit")
+        raise BadKeySpec(
+            f"{tenant!r} is not a tenant name: letters, digits and _ . @ -, "
+            "starting with a letter or digit"
+        )
     try:
         for target in targets or ():
             split_name(target)
@@ -71,8 +79,10 @@ def check_spec(tenant: str, targets: Sequence[str] | None) -> None:
 def find_tenant(connection: Connection, key: str) -> Tenant | None:
     """The tenant of a key that exists and is not revoked."""
     row = connection.execute(
-        select(api_keys.c.tenant, api_keys.c.targets)
-        .where(api_keys.c.key_hash == digest(key), api_keys.c.revoked_at.is_(None))).first()
+        select(api_keys.c.tenant, api_keys.c.targets).where(
+            api_keys.c.key_hash == digest(key), api_keys.c.revoked_at.is_(None)
+        )
+    ).first()
     if row is None:
         return None
     return Tenant(row.tenant, None if row.targets is None else tuple(row.targets))
@@ -88,8 +98,10 @@ def list_keys(connection: Connection, tenant: str | None = None) -> Sequence[Row
 def revoke_key(connection: Connection, key_id: int) -> bool:
     """Revoke a key for good; False if there is no such key, or it was already revoked."""
     done = connection.execute(
-        update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=func.now()))
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
     return done.rowcount == 1
 
 

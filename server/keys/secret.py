@@ -24,9 +24,11 @@ def signing_secret(settings: Settings) -> bytes:
     if settings.secret_key:
         return settings.secret_key.encode()
     if settings.environment == "production":
-        raise UnsafeSecret("set SECRET_KEY in production (at least "
-                           f"{MIN_SECRET_LENGTH} random characters, the same for every "
-                           "API process)")
+        raise UnsafeSecret(
+            "set SECRET_KEY in production (at least "
+            f"{MIN_SECRET_LENGTH} random characters, the same for every "
+            "API process)"
+        )
     return local_secret(settings.secret_key_file)
 
 
@@ -35,8 +37,10 @@ def local_secret(path: Path) -> bytes:
         write_private(path, secrets.token_urlsafe(32), replace=False)
     secret = path.read_text().strip()
     if len(secret) < MIN_SECRET_LENGTH:
-        raise UnsafeSecret(f"{path} holds a secret shorter than {MIN_SECRET_LENGTH} "
-                           "characters; delete it to have a new one made")
+        raise UnsafeSecret(
+            f"{path} holds a secret shorter than {MIN_SECRET_LENGTH} "
+            "characters; delete it to have a new one made"
+        )
     return secret.encode()
 
 

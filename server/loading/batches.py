@@ -74,8 +74,9 @@ class Batch:
         self.end_offset, self.next_line = record.end_offset, record.next_line
 
 
-def careful_records(file: BinaryIO, layout: Layout, offset: int, line: int,
-                    until: int) -> Iterator[Record]:
+def careful_records(
+    file: BinaryIO, layout: Layout, offset: int, line: int, until: int
+) -> Iterator[Record]:
     """The records that start before `until`, and always the first one, if any is left."""
     first = True
     for record in RecordReader(file, layout, offset, line):
@@ -96,8 +97,14 @@ def careful_batch(run: Run, layout: Layout, converter: RowConverter) -> Batch:
 
 
 class Scanner:
-    def __init__(self, file: BinaryIO, layout: Layout, converter: RowConverter,
-                 pattern: re.Pattern[bytes] | None, batch_rows: int) -> None:
+    def __init__(
+        self,
+        file: BinaryIO,
+        layout: Layout,
+        converter: RowConverter,
+        pattern: re.Pattern[bytes] | None,
+        batch_rows: int,
+    ) -> None:
         self.file, self.layout, self.converter = file, layout, converter
         self.pattern = pattern
         self.batch_rows = batch_rows
@@ -112,8 +119,9 @@ class Scanner:
                 break
             start, last = batch.end_offset, block.rfind(self.terminator)
             end = start + last + len(self.terminator) if last >= 0 else start
-            run = self._run(block[: end - start], start, batch.next_line,
-                            self.batch_rows - batch.rows)
+            run = self._run(
+                block[: end - start], start, batch.next_line, self.batch_rows - batch.rows
+            )
             if run is not None:
                 batch.add_run(run)
             if batch.end_offset < end or last < 0:
@@ -152,8 +160,7 @@ class Scanner:
         return raw
 
     def _careful(self, batch: Batch, until: int) -> None:
-        records = careful_records(self.file, self.layout, batch.end_offset, batch.next_line,
-                                  until)
+        records = careful_records(self.file, self.layout, batch.end_offset, batch.next_line, until)
         consumed = False
         for record in records:
             batch.add_record(record, self.converter)

@@ -32,11 +32,19 @@ def commit_batch(connection: Connection, plan: staging.Stage, batch: Batch) -> C
     with connection.begin():
         refused = staging.stage(raw_cursor(connection), plan, batch)
         save_refused(connection, plan.job_id, refused)
-        at = repository.advance(connection, plan.job_id, batch.start_offset, batch.end_offset,
-                                batch.next_line, batch.rows - len(refused), len(refused))
+        at = repository.advance(
+            connection,
+            plan.job_id,
+            batch.start_offset,
+            batch.end_offset,
+            batch.next_line,
+            batch.rows - len(refused),
+            len(refused),
+        )
         if at is None:
-            raise CheckpointMoved(f"job {plan.job_id}: checkpoint moved away from byte "
-                                  f"{batch.start_offset}")
+            raise CheckpointMoved(
+                f"job {plan.job_id}: checkpoint moved away from byte {batch.start_offset}"
+            )
         return at
 
 
@@ -52,15 +60,20 @@ class InOneTransaction:
         refused = staging.stage(raw_cursor(self.connection), self.plan, batch, careful=False)
         save_refused(self.connection, self.plan.job_id, refused)
         cancel = repository.cancel_requested(self.connection, self.plan.job_id)
-        self.at = Checkpoint(batch.end_offset, batch.next_line,
-                             self.at.rows_loaded + batch.rows - len(refused),
-                             self.at.rows_refused + len(refused), cancel)
+        self.at = Checkpoint(
+            batch.end_offset,
+            batch.next_line,
+            self.at.rows_loaded + batch.rows - len(refused),
+            self.at.rows_refused + len(refused),
+            cancel,
+        )
         return self.at
 
 
 def save_refused(connection: Connection, job_id: uuid.UUID, refused: Refused) -> None:
-    repository.save_refused(connection, job_id,
-                            [refusal(record, problems) for record, problems in refused])
+    repository.save_refused(
+        connection, job_id, [refusal(record, problems) for record, problems in refused]
+    )
 
 
 def refusal(record: Record, problems: list[Problem]) -> RefusedRow:
@@ -68,5 +81,11 @@ def refusal(record: Record, problems: list[Problem]) -> RefusedRow:
     message = "; ".join(f"{p.column}: {p.message}" if p.column else p.message for p in problems)
     # PostgreSQL text cannot hold NUL; everything else is kept exactly as it was.
     raw = record.raw.replace("\x00", "\ufffd")
-    return RefusedRow(record.line, first.column, first.code, message, raw,
-                      tuple(problem.as_dict() for problem in problems))
+    return RefusedRow(
+        record.line,
+        first.column,
+        first.code,
+        message,
+        raw,
+        tuple(problem.as_dict() for problem in problems),
+    )

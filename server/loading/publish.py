@@ -47,7 +47,12 @@ def publish(cursor: Any, plan: Publish, reread: Reread, end_line: int) -> Publis
 
 
 def _publish_range(
-    cursor: Any, plan: Publish, statement: sql.Composed, low: int, high: int, reread: Reread,
+    cursor: Any,
+    plan: Publish,
+    statement: sql.Composed,
+    low: int,
+    high: int,
+    reread: Reread,
     result: Published,
 ) -> None:
     cursor.execute("SAVEPOINT publish_range")
@@ -62,13 +67,25 @@ def _publish_range(
 
 
 def _split(
-    cursor: Any, plan: Publish, statement: sql.Composed, low: int, high: int, reread: Reread,
-    result: Published, error: psycopg2.Error,
+    cursor: Any,
+    plan: Publish,
+    statement: sql.Composed,
+    low: int,
+    high: int,
+    reread: Reread,
+    result: Published,
+    error: psycopg2.Error,
 ) -> None:
     cursor.execute(
-        sql.SQL("SELECT {0}, {1} FROM {2} WHERE {0} >= %s AND {0} < %s ORDER BY {0} LIMIT 2")
-        .format(sql.Identifier(staging.LINE), sql.Identifier(staging.OFFSET),
-                staging.table_of(plan.job_id)), (low, high))
+        sql.SQL(
+            "SELECT {0}, {1} FROM {2} WHERE {0} >= %s AND {0} < %s ORDER BY {0} LIMIT 2"
+        ).format(
+            sql.Identifier(staging.LINE),
+            sql.Identifier(staging.OFFSET),
+            staging.table_of(plan.job_id),
+        ),
+        (low, high),
+    )
     rows = cursor.fetchall()
     if len(rows) == 1:
         line, offset = rows[0]
@@ -90,13 +107,21 @@ def insert_statement(plan: Publish) -> sql.Composed:
         # and a table has no order; which of two equal keys is refused is still decided by
         # line, since a failing range is split in halves, the first half first.
         return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
-            target, columns, columns, source, where)
+            target, columns, columns, source, where
+        )
     keys = staging.column_list(plan.key_columns)
     return sql.SQL(
         "INSERT INTO {target} AS t ({columns}) SELECT DISTINCT ON ({keys}) {columns} "
         "FROM {source} {where} ORDER BY {keys}, {line} DESC ON CONFLICT ({keys}) {action}"
-    ).format(target=target, columns=columns, keys=keys, source=source, where=where, line=line,
-             action=_on_conflict(plan))
+    ).format(
+        target=target,
+        columns=columns,
+        keys=keys,
+        source=source,
+        where=where,
+        line=line,
+        action=_on_conflict(plan),
+    )
 
 
 def _on_conflict(plan: Publish) -> sql.Composable:
@@ -104,10 +129,13 @@ def _on_conflict(plan: Publish) -> sql.Composable:
     if not others:
         return sql.SQL("DO NOTHING")
     names = staging.column_list(others)
-    excluded = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(column))
-                                  for column in others)
-    current = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(column))
-                                 for column in others)
+    excluded = sql.SQL(", ").join(
+        sql.SQL("EXCLUDED.{}").format(sql.Identifier(column)) for column in others
+    )
+    current = sql.SQL(", ").join(
+        sql.SQL("t.{}").format(sql.Identifier(column)) for column in others
+    )
     # Rows whose values did not change are not rewritten: a second run changes nothing.
     return sql.SQL("DO UPDATE SET ({}) = ROW({}) WHERE ROW({}) IS DISTINCT FROM ROW({})").format(
-        names, excluded, current, excluded)
+        names, excluded, current, excluded
+    )

@@ -92,8 +92,9 @@ def take_lock(connection: Connection, job_id: uuid.UUID, wait_seconds: float) ->
     the job to nobody. A live holder keeps the lock longer, and then this runner leaves."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        locked = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
-                                    {"key": lock_key(job_id)}).scalar()
+        locked = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(job_id)}
+        ).scalar()
         connection.commit()
         if locked or time.monotonic() >= deadline:
             return bool(locked)
@@ -101,8 +102,9 @@ def take_lock(connection: Connection, job_id: uuid.UUID, wait_seconds: float) ->
 
 
 class _Runner:
-    def __init__(self, connection: Connection, storage: Storage, settings: Settings,
-                 segment: Segment) -> None:
+    def __init__(
+        self, connection: Connection, storage: Storage, settings: Settings, segment: Segment
+    ) -> None:
         self.connection = connection
         self.storage = storage
         self.settings = settings
@@ -127,14 +129,17 @@ class _Runner:
 
     def _start(self) -> Job | None:
         with self.connection.begin():
-            started = repository.start_segment(self.connection, self.job_id,
-                                               self.segment.worker)
+            started = repository.start_segment(self.connection, self.job_id, self.segment.worker)
         if started is None:
             log.info("job %s: not queued or running, nothing to do", self.job_id)
             return None
         job, self.segment_id = started
-        log.info("job %s: segment starts at line %s (byte %s)", self.job_id,
-                 job.checkpoint_line, job.checkpoint_offset)
+        log.info(
+            "job %s: segment starts at line %s (byte %s)",
+            self.job_id,
+            job.checkpoint_line,
+            job.checkpoint_offset,
+        )
         return job
 
     def _load(self, job: Job) -> Outcome:
@@ -149,8 +154,11 @@ class _Runner:
                 return self._load_at_once(job, target, names)
             except (psycopg2.DataError, psycopg2.IntegrityError) as error:
                 self.connection.rollback()
-                log.info("job %s: PostgreSQL refused a row (%s); loading it staged instead",
-                         self.job_id, str(error).strip().splitlines()[0])
+                log.info(
+                    "job %s: PostgreSQL refused a row (%s); loading it staged instead",
+                    self.job_id,
+                    str(error).strip().splitlines()[0],
+                )
         return self._load_staged(job, target, names)
 
     def _load_staged(self, job: Job, target: Target, names: list[str | None]) -> Outcome:
@@ -159,17 +167,22 @@ class _Runner:
         plan = self._stage(job, target, names, staging.table_of(self.job_id), positions=True)
         with self.storage.open(job.file_key) as file:
             stopped, at = self._commit_all(
-                job, self._batches(job, plan, file),
-                lambda batch: commit_batch(self.connection, plan, batch), _checkpoint_of(job))
+                job,
+                self._batches(job, plan, file),
+                lambda batch: commit_batch(self.connection, plan, batch),
+                _checkpoint_of(job),
+            )
             if stopped is not None:
                 return stopped
             publishing = Publish(self.job_id, target, plan.loaded, job.mode, job.key_columns)
-            self._publish(job, at, publishing,
-                          lambda offset, line: _reread(file, plan.layout, offset, line))
+            self._publish(
+                job, at, publishing, lambda offset, line: _reread(file, plan.layout, offset, line)
+            )
         return Outcome.FINISHED
 
-    def _stage(self, job: Job, target: Target, names: list[str | None],
-               into: sql.Composed, positions: bool) -> staging.Stage:
+    def _stage(
+        self, job: Job, target: Target, names: list[str | None], into: sql.Composed, positions: bool
+    ) -> staging.Stage:
         columns = [None if name is None else target.column(name) for name in names]
         layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
         converter = RowConverter(columns, job.options.null_markers, positions)
@@ -177,8 +190,9 @@ class _Runner:
 
     def _batches(self, job: Job, plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
         layout, converter = plan.layout, plan.converter
-        pattern = row_pattern(converter.columns, layout.delimiter, layout.terminator,
-                              layout.encoding, converter.nulls)
+        pattern = row_pattern(
+            converter.columns, layout.delimiter, layout.terminator, layout.encoding, converter.nulls
+        )
         if not staging.takes_runs(plan.columns):
             pattern = None
         scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
@@ -186,8 +200,12 @@ class _Runner:
 
     def _in_one_transaction(self, job: Job, names: list[str | None]) -> bool:
         """A first attempt at appending a small enough file, every field to a column."""
-        return (job.mode == "append" and job.segments == 1 and None not in names
-                and job.bytes_total <= self.settings.one_transaction_max_bytes)
+        return (
+            job.mode == "append"
+            and job.segments == 1
+            and None not in names
+            and job.bytes_total <= self.settings.one_transaction_max_bytes
+        )
 
     def _load_at_once(self, job: Job, target: Target, names: list[str | None]) -> Outcome:
         log.info("job %s: loading straight into the target in one transaction", self.job_id)
@@ -195,9 +213,13 @@ class _Runner:
         self.connection.begin()
         start = _checkpoint_of(job)
         with self.storage.open(job.file_key) as file:
-            stopped, at = self._commit_all(job, self._batches(job, plan, file),
-                                           InOneTransaction(self.connection, plan, start),
-                                           start, pause=False)
+            stopped, at = self._commit_all(
+                job,
+                self._batches(job, plan, file),
+                InOneTransaction(self.connection, plan, start),
+                start,
+                pause=False,
+            )
         if stopped is not None:
             return stopped
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=True)
@@ -205,13 +227,22 @@ class _Runner:
             raise CheckpointMoved(f"job {self.job_id}: it moved on while loading")
         self._complete(at.rows_loaded, at.rows_loaded, at.rows_refused)
         self.connection.commit()
-        log.info("job %s: completed, %s rows loaded, %s refused", self.job_id, at.rows_loaded,
-                 at.rows_refused)
+        log.info(
+            "job %s: completed, %s rows loaded, %s refused",
+            self.job_id,
+            at.rows_loaded,
+            at.rows_refused,
+        )
         return Outcome.FINISHED
 
-    def _commit_all(self, job: Job, batches: Iterator[Batch],
-                    commit: Callable[[Batch], Checkpoint], at: Checkpoint,
-                    pause: bool = True) -> tuple[Outcome | None, Checkpoint]:
+    def _commit_all(
+        self,
+        job: Job,
+        batches: Iterator[Batch],
+        commit: Callable[[Batch], Checkpoint],
+        at: Checkpoint,
+        pause: bool = True,
+    ) -> tuple[Outcome | None, Checkpoint]:
         """Commit batches in a copier thread while this one reads the next ones: PostgreSQL
         works on one batch, the next waits its turn, and Python parses the one after."""
         pending: deque[Future[Checkpoint]] = deque()
@@ -243,8 +274,9 @@ class _Runner:
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
         return at
 
-    def _publish(self, job: Job, at: Checkpoint, plan: Publish,
-                 reread: Callable[[int, int], Record]) -> None:
+    def _publish(
+        self, job: Job, at: Checkpoint, plan: Publish, reread: Callable[[int, int], Record]
+    ) -> None:
         with self.connection.begin():
             cursor = raw_cursor(self.connection)
             cursor.execute("SAVEPOINT before_publish")
@@ -259,8 +291,9 @@ class _Runner:
                 save_refused(self.connection, self.job_id, result.refused)
                 raise
             self._complete(result.rows, loaded, refused)
-        log.info("job %s: completed, %s rows published, %s refused", self.job_id,
-                 result.rows, refused)
+        log.info(
+            "job %s: completed, %s rows published, %s refused", self.job_id, result.rows, refused
+        )
 
     def _complete(self, published: int, loaded: int, refused: int) -> None:
         repository.complete(self.connection, self.job_id, published, loaded, refused)
@@ -286,8 +319,9 @@ class _Runner:
         repository.end_segment(self.connection, self.segment_id, outcome)
 
 
-def end_job(connection: Connection, job_id: uuid.UUID, status: JobStatus,
-            error: str | None) -> None:
+def end_job(
+    connection: Connection, job_id: uuid.UUID, status: JobStatus, error: str | None
+) -> None:
     """A job that has not ended yet ends with `status`. A cancelled job's staged rows are
     dropped; a failed job keeps them, so that a replay from the dead-letter queue resumes
     at its checkpoint (housekeeping drops them after the retention period)."""
@@ -305,13 +339,17 @@ def fail_job(engine: Engine, job_id: uuid.UUID, error: str) -> None:
 def check_budget(options: JobOptions, loaded: int, refused: int, final: bool) -> None:
     limit = options.max_errors
     if limit is not None and refused > limit:
-        raise JobFailed(f"{refused} rows refused, more than max_errors={limit}; "
-                        "nothing was written to the target")
+        raise JobFailed(
+            f"{refused} rows refused, more than max_errors={limit}; "
+            "nothing was written to the target"
+        )
     rate = options.max_error_rate
     seen = loaded + refused
     if rate is not None and final and seen and refused / seen > rate:
-        raise JobFailed(f"{refused} of {seen} rows refused ({refused / seen:.1%}), more than "
-                        f"max_error_rate={rate:.1%}; nothing was written to the target")
+        raise JobFailed(
+            f"{refused} of {seen} rows refused ({refused / seen:.1%}), more than "
+            f"max_error_rate={rate:.1%}; nothing was written to the target"
+        )
 
 
 def describe(error: BaseException) -> str:
@@ -321,8 +359,13 @@ def describe(error: BaseException) -> str:
 
 
 def _checkpoint_of(job: Job) -> Checkpoint:
-    return Checkpoint(job.checkpoint_offset, job.checkpoint_line, job.rows_loaded,
-                      job.rows_refused, cancel_requested=False)
+    return Checkpoint(
+        job.checkpoint_offset,
+        job.checkpoint_line,
+        job.rows_loaded,
+        job.rows_refused,
+        cancel_requested=False,
+    )
 
 
 def _reread(file: Any, layout: Layout, offset: int, line: int) -> Record:
@@ -332,4 +375,3 @@ def _reread(file: Any, layout: Layout, offset: int, line: int) -> Record:
     finally:
         file.seek(position)
     return record or Record(line, [], [], offset, offset, line)
-

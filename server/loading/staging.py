@@ -53,8 +53,10 @@ def table_of(job_id: uuid.UUID) -> sql.Composed:
 
 
 def exists(cursor: Any, job_id: uuid.UUID) -> bool:
-    cursor.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
-                   (SCHEMA, table_name(job_id)))
+    cursor.execute(
+        "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+        (SCHEMA, table_name(job_id)),
+    )
     return cursor.fetchone() is not None
 
 
@@ -88,14 +90,23 @@ def create(cursor: Any, job_id: uuid.UUID, target: Target, columns: Sequence[str
     """The target's columns with their types, and where each row came from in the file."""
     if not takes_runs(columns):
         columns = [name for name in columns if name is not None]
-    fields = [sql.Identifier(name) if name is not None
-              else sql.SQL("NULL::text AS {}").format(sql.Identifier(skip))
-              for name, skip in zip(columns, file_columns(columns), strict=True)]
+    fields = [
+        sql.Identifier(name)
+        if name is not None
+        else sql.SQL("NULL::text AS {}").format(sql.Identifier(skip))
+        for name, skip in zip(columns, file_columns(columns), strict=True)
+    ]
     cursor.execute(
-        sql.SQL("CREATE UNLOGGED TABLE IF NOT EXISTS {} AS SELECT {}, NULL::bigint AS {}, "
-                "NULL::bigint AS {} FROM {} WITH NO DATA").format(
-            table_of(job_id), sql.SQL(", ").join(fields), sql.Identifier(LINE),
-            sql.Identifier(OFFSET), target_of(target))
+        sql.SQL(
+            "CREATE UNLOGGED TABLE IF NOT EXISTS {} AS SELECT {}, NULL::bigint AS {}, "
+            "NULL::bigint AS {} FROM {} WITH NO DATA"
+        ).format(
+            table_of(job_id),
+            sql.SQL(", ").join(fields),
+            sql.Identifier(LINE),
+            sql.Identifier(OFFSET),
+            target_of(target),
+        )
     )
 
 
@@ -123,8 +134,9 @@ class Stage:
     def copy_data(self, run: Run) -> bytes:
         if not self.converter.positions:
             return run.raw
-        return with_positions(run.raw, run.first_line, run.start_offset,
-                              self.layout.terminator, self.layout.delimiter)
+        return with_positions(
+            run.raw, run.first_line, run.start_offset, self.layout.terminator, self.layout.delimiter
+        )
 
     def copy_columns(self, run: bool) -> sql.Composable:
         names = file_columns(self.columns) if run else self.loaded
@@ -133,8 +145,12 @@ class Stage:
         return column_list(names)
 
 
-def stage(cursor: Any, plan: Stage, batch: Batch, careful: bool = True,
-          ) -> list[tuple[Record, list[Problem]]]:
+def stage(
+    cursor: Any,
+    plan: Stage,
+    batch: Batch,
+    careful: bool = True,
+) -> list[tuple[Record, list[Problem]]]:
     """COPY the batch; what PostgreSQL refused comes back as refused rows. Without
     `careful`, a refusal is an error instead (no savepoints: a long transaction with
     hundreds of them slows every later statement down)."""
@@ -145,8 +161,7 @@ def stage(cursor: Any, plan: Stage, batch: Batch, careful: bool = True,
             refused += redone.refused
             lines += redone.lines
             records += redone.records
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(plan.into,
-                                                         plan.copy_columns(run=False))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(plan.into, plan.copy_columns(run=False))
     if not careful:
         if lines:
             cursor.copy_expert(statement, io.StringIO("".join(lines)))
@@ -158,10 +173,14 @@ def copy_runs(cursor: Any, plan: Stage, runs: list[Run], careful: bool) -> bool:
     """COPY runs of lines as they are in the file, in one statement; False if PostgreSQL
     refused any of them (a key already taken, say), and then nothing of them is written."""
     statement = sql.SQL(
-        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {}, "
-        "FORCE_NULL ({}))").format(
-        plan.into, plan.copy_columns(run=True), sql.Literal(plan.layout.delimiter),
-        sql.Literal(encoding_for_copy(plan.layout.encoding)), column_list(plan.loaded))
+        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {}, FORCE_NULL ({}))"
+    ).format(
+        plan.into,
+        plan.copy_columns(run=True),
+        sql.Literal(plan.layout.delimiter),
+        sql.Literal(encoding_for_copy(plan.layout.encoding)),
+        column_list(plan.loaded),
+    )
     data = io.BytesIO(b"".join(map(plan.copy_data, runs)))
     if not careful:
         cursor.copy_expert(statement, data, size=_COPY_BUFFER)
@@ -189,14 +208,20 @@ def _copy_or_split(
         if len(lines) == 1:
             return [(records[0], [database_problem(error)])]
         half = len(lines) // 2
-        return (_copy_or_split(cursor, statement, lines[:half], records[:half])
-                + _copy_or_split(cursor, statement, lines[half:], records[half:]))
+        return _copy_or_split(cursor, statement, lines[:half], records[:half]) + _copy_or_split(
+            cursor, statement, lines[half:], records[half:]
+        )
     cursor.execute("RELEASE SAVEPOINT copy_rows")
     return []
 
 
-_CODES = {"23505": "duplicate_key", "23503": "foreign_key", "23514": "check_violation",
-          "23502": "not_null", "23P01": "exclusion_violation"}
+_CODES = {
+    "23505": "duplicate_key",
+    "23503": "foreign_key",
+    "23514": "check_violation",
+    "23502": "not_null",
+    "23P01": "exclusion_violation",
+}
 _KEY_COLUMNS = re.compile(r"Key \(([^)]*)\)")
 
 
@@ -207,7 +232,8 @@ def database_problem(error: psycopg2.Error) -> Problem:
         message = f"{message}: {diag.message_detail}"
     column = diag.column_name
     if column is None:
-        found = (_CONTEXT_COLUMN.search(diag.context or "")
-                 or _KEY_COLUMNS.search(diag.message_detail or ""))
+        found = _CONTEXT_COLUMN.search(diag.context or "") or _KEY_COLUMNS.search(
+            diag.message_detail or ""
+        )
         column = found.group(1) if found else None
     return Problem(column, _CODES.get(error.pgcode or "", "rejected_by_database"), message)

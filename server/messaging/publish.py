@@ -20,13 +20,17 @@ from server.messaging.topology import (
 )
 
 TASK_NAME = "imports.load"
-_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
-                 "interval_max": 2.0}
+_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 
 
-def publish_job(app: Celery, job_id: uuid.UUID, retries: int = 0,
-                delay_seconds: int | None = None, wait_seconds: float | None = None,
-                express: bool = False) -> None:
+def publish_job(
+    app: Celery,
+    job_id: uuid.UUID,
+    retries: int = 0,
+    delay_seconds: int | None = None,
+    wait_seconds: float | None = None,
+    express: bool = False,
+) -> None:
     """Send the job to work now (to the express queue if it is a small new job), or to the
     wait queue of `delay_seconds` first; there, `wait_seconds` (at most the queue's delay)
     is this message's own time to wait."""
@@ -36,6 +40,12 @@ def publish_job(app: Celery, job_id: uuid.UUID, retries: int = 0,
         exchange, routing_key = RETRY_EXCHANGE, retry_queue_name(delay_seconds)
     options: dict[str, Any] = {} if wait_seconds is None else {"expiration": wait_seconds}
     app.send_task(
-        TASK_NAME, args=[str(job_id)], kwargs={"retries": retries}, exchange=exchange,
-        routing_key=routing_key, retry=True, retry_policy=_RETRY_POLICY, **options,
+        TASK_NAME,
+        args=[str(job_id)],
+        kwargs={"retries": retries},
+        exchange=exchange,
+        routing_key=routing_key,
+        retry=True,
+        retry_policy=_RETRY_POLICY,
+        **options,
     )

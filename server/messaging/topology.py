@@ -68,14 +68,29 @@ def build(settings: Settings) -> Topology:
     # Order matters: the dead-letter route exists before any queue that dead-letters to it.
     queues = [
         Queue(DEAD_QUEUE, dead, routing_key=DEAD_KEY, durable=True, queue_arguments=_QUORUM),
-        Queue(WORK_QUEUE, imports, routing_key=WORK_KEY, durable=True,
-              queue_arguments=work_arguments(settings)),
-        Queue(EXPRESS_QUEUE, imports, routing_key=EXPRESS_KEY, durable=True,
-              queue_arguments=work_arguments(settings)),
+        Queue(
+            WORK_QUEUE,
+            imports,
+            routing_key=WORK_KEY,
+            durable=True,
+            queue_arguments=work_arguments(settings),
+        ),
+        Queue(
+            EXPRESS_QUEUE,
+            imports,
+            routing_key=EXPRESS_KEY,
+            durable=True,
+            queue_arguments=work_arguments(settings),
+        ),
     ]
     queues += [
-        Queue(retry_queue_name(delay), retry, routing_key=retry_queue_name(delay), durable=True,
-              queue_arguments=retry_arguments(delay))
+        Queue(
+            retry_queue_name(delay),
+            retry,
+            routing_key=retry_queue_name(delay),
+            durable=True,
+            queue_arguments=retry_arguments(delay),
+        )
         for delay in settings.retry_delays_seconds
     ]
     return Topology([dead, retry, imports], queues)
@@ -115,18 +130,36 @@ def definitions(topology: Topology, vhost: str = "/") -> dict[str, Any]:
     """The same topology in the shape of RabbitMQ's definitions file."""
     return {
         "exchanges": [
-            {"name": e.name, "vhost": vhost, "type": e.type, "durable": True,
-             "auto_delete": False, "internal": False, "arguments": {}}
+            {
+                "name": e.name,
+                "vhost": vhost,
+                "type": e.type,
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
             for e in topology.exchanges
         ],
         "queues": [
-            {"name": q.name, "vhost": vhost, "durable": True, "auto_delete": False,
-             "arguments": dict(q.queue_arguments or {})}
+            {
+                "name": q.name,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": dict(q.queue_arguments or {}),
+            }
             for q in topology.queues
         ],
         "bindings": [
-            {"source": q.exchange.name, "vhost": vhost, "destination": q.name,
-             "destination_type": "queue", "routing_key": q.routing_key, "arguments": {}}
+            {
+                "source": q.exchange.name,
+                "vhost": vhost,
+                "destination": q.name,
+                "destination_type": "queue",
+                "routing_key": q.routing_key,
+                "arguments": {},
+            }
             for q in topology.queues
         ],
     }

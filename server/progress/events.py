@@ -33,16 +33,23 @@ class Progress:
 
     @classmethod
     def of(cls, job: Job) -> Progress:
-        return cls(job.status, job.rows_loaded, job.rows_refused, job.bytes_done,
-                   job.bytes_total, job.error)
+        return cls(
+            job.status,
+            job.rows_loaded,
+            job.rows_refused,
+            job.bytes_done,
+            job.bytes_total,
+            job.error,
+        )
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
 
 
-def event_fields(progress: Progress, rate: float | None = None,
-                 eta: float | None = None) -> dict[str, Any]:
+def event_fields(
+    progress: Progress, rate: float | None = None, eta: float | None = None
+) -> dict[str, Any]:
     """The fields of an event."""
     total = progress.bytes_total
     percent = round(100 * progress.bytes_done / total, 1) if total else 0.0

@@ -35,8 +35,9 @@ def sse(fields: dict[str, Any], event_id: str | None) -> ServerSentEvent:
     return ServerSentEvent(json.dumps(fields), event=kind, id=event_id)
 
 
-async def follow(job_id: uuid.UUID, last_id: str | None, redis_url: str,
-                 load_job: LoadJob) -> AsyncIterator[ServerSentEvent]:
+async def follow(
+    job_id: uuid.UUID, last_id: str | None, redis_url: str, load_job: LoadJob
+) -> AsyncIterator[ServerSentEvent]:
     client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
     try:
         async for event in _from_redis(client, job_id, last_id, load_job):
@@ -49,8 +50,9 @@ async def follow(job_id: uuid.UUID, last_id: str | None, redis_url: str,
         await client.aclose()
 
 
-async def _from_redis(client: aioredis.Redis, job_id: uuid.UUID, last_id: str | None,
-                      load_job: LoadJob) -> AsyncIterator[ServerSentEvent]:
+async def _from_redis(
+    client: aioredis.Redis, job_id: uuid.UUID, last_id: str | None, load_job: LoadJob
+) -> AsyncIterator[ServerSentEvent]:
     stream = stream_key(job_id)
     if last_id is None or not _is_stream_id(last_id):
         last_id, first = await _snapshot(client, job_id, load_job)
@@ -74,8 +76,9 @@ async def _from_redis(client: aioredis.Redis, job_id: uuid.UUID, last_id: str | 
                 return
 
 
-async def _snapshot(client: aioredis.Redis, job_id: uuid.UUID,
-                    load_job: LoadJob) -> tuple[str, ServerSentEvent]:
+async def _snapshot(
+    client: aioredis.Redis, job_id: uuid.UUID, load_job: LoadJob
+) -> tuple[str, ServerSentEvent]:
     """The current state, and the stream id it stands at."""
     saved: Any = await client.hgetall(snapshot_key(job_id))
     latest = None

@@ -24,8 +24,7 @@ FINISHED_TTL_SECONDS = 24 * 3600
 
 class ProgressWriter:
     def __init__(self, redis_url: str) -> None:
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=2,
-                                           socket_connect_timeout=2)
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
 
     def write(self, job_id: uuid.UUID, fields: dict[str, Any]) -> None:
         try:
@@ -38,8 +37,7 @@ class ProgressWriter:
         subscriber that reads an older snapshot gets the newer entry from the stream."""
         snapshot, stream = snapshot_key(job_id), stream_key(job_id)
         data = json.dumps(fields)
-        entry_id = self.client.xadd(stream, {"data": data}, maxlen=STREAM_LENGTH,
-                                    approximate=True)
+        entry_id = self.client.xadd(stream, {"data": data}, maxlen=STREAM_LENGTH, approximate=True)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(snapshot, mapping={"data": data, "stream_id": entry_id})
         if is_final(fields):

@@ -14,5 +14,6 @@ _DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
 
 class ImportConsumer(Consumer):
     class Blueprint(Consumer.Blueprint):  # type: ignore[valid-type,misc]
-        default_steps = [step for step in Consumer.Blueprint.default_steps
-                         if step != _DELAYED_DELIVERY]
+        default_steps = [
+            step for step in Consumer.Blueprint.default_steps if step != _DELAYED_DELIVERY
+        ]

@@ -1,6 +1,6 @@
 """Container health check for a worker: can it reach the broker and the database?
 
-    python -m server.work.health
+python -m server.work.health
 """
 
 from __future__ import annotations

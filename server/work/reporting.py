@@ -22,15 +22,22 @@ class SegmentReporter:
 
     def batch(self, job: Job, at: Checkpoint) -> None:
         if self.pace is None:
-            self.pace = Pace(job.rows_loaded + job.rows_refused, job.checkpoint_offset,
-                             self.started)
+            self.pace = Pace(
+                job.rows_loaded + job.rows_refused, job.checkpoint_offset, self.started
+            )
         now = time.monotonic()
         if not self.pace.due(now):
             return
-        rate, eta = self.pace.rates(at.rows_loaded + at.rows_refused, at.offset,
-                                    job.bytes_total, now)
-        state = Progress(JobStatus.RUNNING, at.rows_loaded, at.rows_refused,
-                         min(at.offset, job.bytes_total), job.bytes_total)
+        rate, eta = self.pace.rates(
+            at.rows_loaded + at.rows_refused, at.offset, job.bytes_total, now
+        )
+        state = Progress(
+            JobStatus.RUNNING,
+            at.rows_loaded,
+            at.rows_refused,
+            min(at.offset, job.bytes_total),
+            job.bytes_total,
+        )
         self.writer.write(job.id, event_fields(state, rate, eta))
 
 

@@ -76,8 +76,12 @@ def _open_process(**_: object) -> None:
     """Engines are made after the fork: a connection must never be shared by processes."""
     global _process
     settings = get_settings()
-    _process = _Process(settings, worker_engine(settings), LocalStorage(settings.upload_dir),
-                        ProgressWriter(settings.redis_url))
+    _process = _Process(
+        settings,
+        worker_engine(settings),
+        LocalStorage(settings.upload_dir),
+        ProgressWriter(settings.redis_url),
+    )
 
 
 @worker_process_shutdown.connect
@@ -99,8 +103,12 @@ def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
     state = process()
     job = uuid.UUID(job_id)
     reporter = SegmentReporter(state.progress)
-    segment = Segment(job, time.monotonic() + state.settings.segment_seconds,
-                      f"{socket.gethostname()}:{os.getpid()}", reporter.batch)
+    segment = Segment(
+        job,
+        time.monotonic() + state.settings.segment_seconds,
+        f"{socket.gethostname()}:{os.getpid()}",
+        reporter.batch,
+    )
     try:
         outcome = load_segment(state.engine, state.storage, state.settings, segment)
     except SoftTimeLimitExceeded:
@@ -136,8 +144,9 @@ def retry_later(state: _Process, job: uuid.UUID, retries: int, error: BaseExcept
     # together do not all come back together. Within one queue the spread is small, so a
     # message never waits long behind another that expires later (expiry is at the head).
     wait = delay * random.uniform(JITTER, 1.0)  # noqa: S311 - not for security
-    log.warning("job %s: transient fault (%s), retry %s in %.0fs", job, describe(error),
-                retries + 1, wait)
+    log.warning(
+        "job %s: transient fault (%s), retry %s in %.0fs", job, describe(error), retries + 1, wait
+    )
     hand_on(app, job, retries=retries + 1, delay_seconds=delay, wait_seconds=wait)
     return "retrying"
 
@@ -148,6 +157,9 @@ def hand_on(celery: Celery, job: uuid.UUID, **options: Any) -> None:
     try:
         publish_job(celery, job, **options)
     except BROKER_FAULTS as error:
-        log.warning("job %s: its next message could not be published (%s); this one goes "
-                    "back to the queue", job, error)
+        log.warning(
+            "job %s: its next message could not be published (%s); this one goes back to the queue",
+            job,
+            error,
+        )
         raise Reject(f"broker unreachable: {error}", requeue=True) from error

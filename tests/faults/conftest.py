@@ -40,8 +40,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture
 def private_rabbit(log_dir: Path) -> Iterator[PrivateRabbit]:
     if rabbitmq_script("rabbitmq-server") is None:
-        pytest.skip("rabbitmq-server is not installed: the broker restart test needs a "
-                    "private node")
+        pytest.skip(
+            "rabbitmq-server is not installed: the broker restart test needs a private node"
+        )
     node = PrivateRabbit(ARTIFACTS / "rabbitmq", log_dir / f"rabbitmq-{os.getpid()}.log")
     yield node
     node.shutdown()

@@ -32,10 +32,12 @@ class Figures:
     def check_exact(self, db: Database, target: str, reference: str) -> None:
         """The target holds exactly the reference's rows: none missing, none twice."""
         expected = db.value(f"SELECT count(*) FROM {reference}")
-        lost = db.value(f"SELECT count(*) FROM (TABLE {reference} EXCEPT ALL "
-                        f"TABLE {target}) missing")
-        extra = db.value(f"SELECT count(*) FROM (TABLE {target} EXCEPT ALL "
-                         f"TABLE {reference}) extra")
+        lost = db.value(
+            f"SELECT count(*) FROM (TABLE {reference} EXCEPT ALL TABLE {target}) missing"
+        )
+        extra = db.value(
+            f"SELECT count(*) FROM (TABLE {target} EXCEPT ALL TABLE {reference}) extra"
+        )
         self.imports += 1
         self.rows_expected += expected
         self.rows_lost += lost

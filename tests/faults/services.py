@@ -60,9 +60,13 @@ class PrivateRabbit:
         (self.base / "enabled_plugins").write_text("[].\n")
         (self.base / "rabbitmq-env.conf").write_text("")
         self.env = dict(
-            os.environ, HOME=str(self.home), RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port),
-            RABBITMQ_DIST_PORT=str(low_free_port()), RABBITMQ_CONFIG_FILE=str(config),
+            os.environ,
+            HOME=str(self.home),
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(low_free_port()),
+            RABBITMQ_CONFIG_FILE=str(config),
             RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base / "enabled_plugins"),
             RABBITMQ_CONF_ENV_FILE=str(self.base / "rabbitmq-env.conf"),
             RABBITMQ_ADVANCED_CONFIG_FILE=str(self.base / "advanced.config"),
@@ -74,16 +78,27 @@ class PrivateRabbit:
         self._log = log_path.open("wb")
         server = rabbitmq_script("rabbitmq-server")
         assert server is not None
-        self.process = subprocess.Popen([server], env=self.env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [server],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.ctl("wait", str(self.base / "pid"), "--timeout", "120", timeout=150)
         self.wait_until_serving()
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
         ctl = rabbitmq_script("rabbitmqctl")
         assert ctl is not None
-        done = subprocess.run([ctl, "-n", self.node, *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            [ctl, "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         assert done.returncode == 0, f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
 
@@ -96,8 +111,9 @@ class PrivateRabbit:
         return True
 
     def wait_until_serving(self) -> None:
-        wait_until(self.serving, 60, f"RabbitMQ node {self.node} does not accept connections",
-                   every=0.5)
+        wait_until(
+            self.serving, 60, f"RabbitMQ node {self.node} does not accept connections", every=0.5
+        )
 
     def stop_app(self) -> None:
         self.ctl("stop_app")
@@ -129,8 +145,20 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self.pings, 10, "private Redis did not start")
 
     def pings(self) -> bool:

@@ -32,8 +32,15 @@ def dsn(url: str) -> str:
 
 def prepare(env: dict[str, str]) -> Database:
     """The database (created and migrated) and the broker's topology, as `make run` does."""
-    done = subprocess.run([sys.executable, "-m", "server.setup"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "server.setup"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     db = Database(dsn(env["DATABASE_URL"]))
     db.execute(f"CREATE SCHEMA IF NOT EXISTS {TEST_SCHEMA}")

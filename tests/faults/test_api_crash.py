@@ -29,26 +29,38 @@ def messages(broker: Connection) -> int:
 
 
 def test_an_api_killed_between_commit_and_publish_leaves_a_job_that_is_published_later(
-    workers: StartWorker, table: MakeTable, db: Database, broker: Connection, log_dir: Path,
-    figures: Figures, api_key: str,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
+    broker: Connection,
+    log_dir: Path,
+    figures: Figures,
+    api_key: str,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
     port = free_port()
     crashing = start_api(dict(os.environ, CRASH_AT="after_commit"), log_dir, port)
 
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(api_key),
-                      timeout=60) as http, pytest.raises(httpx.TransportError):
+    with (
+        httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=bearer(api_key), timeout=60
+        ) as http,
+        pytest.raises(httpx.TransportError),
+    ):
         upload(http, content, target)
     assert crashing.popen.wait(timeout=30) == -signal.SIGKILL
     crashing.stop()
-    job_id, published = db.rows("SELECT id::text, published_at FROM import_jobs "
-                                "WHERE target = %s", (target,))[0]
+    job_id, published = db.rows(
+        "SELECT id::text, published_at FROM import_jobs WHERE target = %s", (target,)
+    )[0]
     assert published is None
     assert messages(broker) == 0, "the API died before it published"
 
-    with stack.api(dict(os.environ), log_dir) as base, \
-            httpx.Client(base_url=base, headers=bearer(api_key), timeout=60) as http:
+    with (
+        stack.api(dict(os.environ), log_dir) as base,
+        httpx.Client(base_url=base, headers=bearer(api_key), timeout=60) as http,
+    ):
         wait_until(lambda: messages(broker) == 1, 30, "no sweeper published the job")
         workers()
         job = wait_for_job(http, job_id)

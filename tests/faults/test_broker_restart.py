@@ -68,8 +68,7 @@ class Imports:
         return status
 
     def rows_loaded(self, job_id: str) -> int:
-        loaded: int = self.db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s",
-                                    (job_id,))
+        loaded: int = self.db.value("SELECT rows_loaded FROM import_jobs WHERE id = %s", (job_id,))
         return loaded
 
 
@@ -80,21 +79,31 @@ def restart(broker: PrivateRabbit, down: float = 1.0) -> None:
 
 
 def test_rabbitmq_restarted_while_jobs_wait_and_while_one_runs_every_job_lands_once(
-    private_rabbit: PrivateRabbit, broker_env: dict[str, str], workers: StartWorker,
-    log_dir: Path, figures: Figures,
+    private_rabbit: PrivateRabbit,
+    broker_env: dict[str, str],
+    workers: StartWorker,
+    log_dir: Path,
+    figures: Figures,
 ) -> None:
     db = stack.prepare(broker_env)
     headers = bearer(stack.api_key(broker_env))
-    with stack.api(broker_env, log_dir) as base, \
-            httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+    with (
+        stack.api(broker_env, log_dir) as base,
+        httpx.Client(base_url=base, headers=headers, timeout=60) as http,
+    ):
         imports = Imports(db, http)
         big = imports.upload(BIG)
         for start in (1, 10_001):
             imports.upload(SMALL, start)
         restart(private_rabbit)  # the jobs wait in the queue
 
-        workers(broker_url=private_rabbit.url, database_url=broker_env["DATABASE_URL"],
-                batch_rows=200, segment_seconds=0.5, one_transaction_max_bytes=0)
+        workers(
+            broker_url=private_rabbit.url,
+            database_url=broker_env["DATABASE_URL"],
+            batch_rows=200,
+            segment_seconds=0.5,
+            one_transaction_max_bytes=0,
+        )
         wait_until(lambda: imports.rows_loaded(big), 60, "the big job did not start")
         private_rabbit.stop_app()  # while one job runs
         imports.upload(SMALL, 20_001)  # accepted while the broker is away
@@ -110,7 +119,8 @@ def test_rabbitmq_restarted_while_jobs_wait_and_while_one_runs_every_job_lands_o
         finished = {job_id: wait_for_job(http, job_id, timeout=240) for job_id in imports.jobs}
     for job_id, (target, reference, rows) in imports.jobs.items():
         job = finished[job_id]
-        assert (job["status"], job["rows_loaded"], job["rows_refused"]) == (
-            "completed", rows, 0), job
+        assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", rows, 0), (
+            job
+        )
         figures.check_exact(db, target, reference)
     figures.add(broker_restarts=3)

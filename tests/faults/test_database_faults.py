@@ -23,8 +23,10 @@ ROWS = 150_000
 
 # What a worker runs inside a batch's transaction: the COPY into staging, the savepoint
 # around it, and the checkpoint's update.
-_IN_BATCH = ("query LIKE 'COPY %%' OR query LIKE '%%SAVEPOINT copy_rows%%' "
-             "OR query LIKE '%%SET checkpoint_offset%%'")
+_IN_BATCH = (
+    "query LIKE 'COPY %%' OR query LIKE '%%SAVEPOINT copy_rows%%' "
+    "OR query LIKE '%%SET checkpoint_offset%%'"
+)
 
 
 def cut_mid_batch(db: Database, application: str) -> str | None:
@@ -33,25 +35,34 @@ def cut_mid_batch(db: Database, application: str) -> str | None:
     found = db.rows(
         "SELECT pg_terminate_backend(pid), query FROM pg_stat_activity "
         f"WHERE application_name = %s AND backend_xid IS NOT NULL AND ({_IN_BATCH})",
-        (application,))
+        (application,),
+    )
     return found[0][1] if found else None
 
 
 def gone(db: Database, application: str) -> bool:
-    return not db.value("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                        "AND backend_xid IS NOT NULL", (application,))
+    return not db.value(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+        "AND backend_xid IS NOT NULL",
+        (application,),
+    )
 
 
 def staged_and_counted(db: Database, job_id: str) -> tuple[int, int]:
     """Rows in the job's staging table and the job's own count, in one snapshot."""
     found: tuple[int, int] = db.rows(
         f"SELECT (SELECT count(*) FROM import_staging.job_{uuid.UUID(job_id).hex}), "
-        "rows_loaded FROM import_jobs WHERE id = %s", (job_id,))[0]
+        "rows_loaded FROM import_jobs WHERE id = %s",
+        (job_id,),
+    )[0]
     return found
 
 
 def test_worker_connections_cut_mid_batch_are_retried_and_the_job_resumes_exactly(
-    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    client: httpx.Client,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
     figures: Figures,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
@@ -59,16 +70,26 @@ def test_worker_connections_cut_mid_batch_are_retried_and_the_job_resumes_exactl
     job_id = upload(client, content, target).json()["id"]
     # The worker names its connections, so that only they are cut.
     application = f"faults-{uuid.uuid4().hex[:8]}"
-    worker = workers(batch_rows=500, segment_seconds=0.5, one_transaction_max_bytes=0,
-                     database_url=f"{ENV['DATABASE_URL']}?application_name={application}")
+    worker = workers(
+        batch_rows=500,
+        segment_seconds=0.5,
+        one_transaction_max_bytes=0,
+        database_url=f"{ENV['DATABASE_URL']}?application_name={application}",
+    )
 
     cut_during = []
     for _ in range(CUTS):
         _, paused = paused_segments(db, job_id)
         # A continuation starts from a clean slate of retries: wait for one after each cut.
         wait_until(lambda: handed_on(db, job_id, paused), 60, "no segment ended")  # noqa: B023
-        cut_during.append(wait_until(lambda: cut_mid_batch(db, application), 60,
-                                     "the worker never was inside a batch", every=0.005))
+        cut_during.append(
+            wait_until(
+                lambda: cut_mid_batch(db, application),
+                60,
+                "the worker never was inside a batch",
+                every=0.005,
+            )
+        )
         wait_until(lambda: gone(db, application), 10)
         staged, counted = staged_and_counted(db, job_id)
         assert staged == counted, "a batch is staged whole or not at all"

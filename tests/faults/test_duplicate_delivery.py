@@ -23,8 +23,12 @@ ROWS = 150_000
 
 
 def test_one_job_published_twice_to_two_workers_is_loaded_once(
-    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
-    broker: Connection, figures: Figures,
+    client: httpx.Client,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
+    broker: Connection,
+    figures: Figures,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
@@ -36,17 +40,18 @@ def test_one_job_published_twice_to_two_workers_is_loaded_once(
 
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(
-            lambda _: workers(batch_rows=500, one_transaction_max_bytes=0), range(2))
+            lambda _: workers(batch_rows=500, one_transaction_max_bytes=0), range(2)
+        )
     job = wait_for_job(client, job_id)
     wait_until(lambda: message_count(broker, EXPRESS_QUEUE) == 0, 30)
 
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", ROWS, 0)
     figures.check_exact(db, target, reference)
-    runners = db.rows("SELECT worker, outcome FROM import_segments WHERE job_id = %s",
-                      (job_id,))
+    runners = db.rows("SELECT worker, outcome FROM import_segments WHERE job_id = %s", (job_id,))
     assert [outcome for _, outcome in runners] == ["completed"], "one runner loaded it all"
-    given = [len(re.findall(r"Task imports\.load\[[^]]+\] received", w.log()))
-             for w in (first, second)]
+    given = [
+        len(re.findall(r"Task imports\.load\[[^]]+\] received", w.log())) for w in (first, second)
+    ]
     assert given == [1, 1], "each worker was given the job once"
     logs = first.log() + second.log()
     assert "another worker holds it" in logs or "nothing to do" in logs

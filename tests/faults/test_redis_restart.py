@@ -48,22 +48,32 @@ def newer_event(server: PrivateRedis, job_id: str, rows: int) -> dict[str, objec
 
 
 def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resumes(
-    private_redis: PrivateRedis, workers: StartWorker, table: MakeTable, db: Database,
-    log_dir: Path, figures: Figures, api_key: str,
+    private_redis: PrivateRedis,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
+    log_dir: Path,
+    figures: Figures,
+    api_key: str,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
     env = dict(os.environ, REDIS_URL=private_redis.url)
-    with stack.api(env, log_dir) as base, \
-            httpx.Client(base_url=base, headers=bearer(api_key), timeout=60) as http:
+    with (
+        stack.api(env, log_dir) as base,
+        httpx.Client(base_url=base, headers=bearer(api_key), timeout=60) as http,
+    ):
         job_id = upload(http, content, target).json()["id"]
         workers(batch_rows=200, redis_url=private_redis.url, one_transaction_max_bytes=0)
         for _ in range(RESTARTS):
             wait_until(lambda: latest_event(private_redis, job_id), 60, "no progress in Redis")
             private_redis.stop()
             at_stop = rows_loaded(db, job_id)
-            wait_until(lambda: rows_loaded(db, job_id) > at_stop + 5000, 60,  # noqa: B023
-                       "the import stopped with Redis")
+            wait_until(
+                lambda: rows_loaded(db, job_id) > at_stop + 5000,  # noqa: B023
+                60,
+                "the import stopped with Redis",
+            )
             assert rows_loaded(db, job_id) < ROWS, "the import ended too soon: a larger file"
             # Without Redis, a subscriber follows the job row.
             with http.stream("GET", f"/imports/{job_id}/events") as response:
@@ -71,8 +81,11 @@ def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resu
             assert first.data["rows_loaded"] >= at_stop
             private_redis.start()
             at_start = rows_loaded(db, job_id)
-            resumed = wait_until(lambda: newer_event(private_redis, job_id, at_start),  # noqa: B023
-                                 60, "progress did not come back to Redis")
+            resumed = wait_until(
+                lambda: newer_event(private_redis, job_id, at_start),  # noqa: B023
+                60,
+                "progress did not come back to Redis",
+            )
             assert resumed["status"] in ("running", "completed")
         final = wait_for_job(http, job_id, timeout=180)
         events = list(read_events(http.get(f"/imports/{job_id}/events").iter_lines()))
@@ -85,7 +98,9 @@ def test_redis_stopped_and_started_mid_import_the_import_lands_and_progress_resu
 
 
 def test_a_job_that_ended_without_redis_hearing_of_it_replays_its_end_from_the_row(
-    client: httpx.Client, worker: Process, table: MakeTable,
+    client: httpx.Client,
+    worker: Process,
+    table: MakeTable,
 ) -> None:
     """A worker writes a job's last event after it commits the job's end; if it dies in
     between (or Redis is away), Redis still says `running`. The row has the last word."""

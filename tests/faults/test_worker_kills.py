@@ -28,8 +28,12 @@ SMALL = {"batch_rows": 100, "segment_seconds": 0.2, "one_transaction_max_bytes":
 
 
 def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_nothing(
-    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
-    rng: random.Random, figures: Figures,
+    client: httpx.Client,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
+    rng: random.Random,
+    figures: Figures,
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
@@ -40,10 +44,14 @@ def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_no
         worker = workers(**SMALL)
         # Once this worker has handed a segment on, the message it was given is acked: no
         # message is redelivered so often that the broker dead-letters it.
-        status = wait_until(lambda: handed_on(db, job_id, before), 60,  # noqa: B023
-                            "no segment ended")
-        assert status not in FINISHED, (f"the import ended after {kills} kills: make the "
-                                        f"file larger (seed {figures.seed})")
+        status = wait_until(
+            lambda: handed_on(db, job_id, before),  # noqa: B023
+            60,
+            "no segment ended",
+        )
+        assert status not in FINISHED, (
+            f"the import ended after {kills} kills: make the file larger (seed {figures.seed})"
+        )
         time.sleep(rng.uniform(0, 0.6))
         worker.kill(signal.SIGKILL)
         if paused_segments(db, job_id)[0] != "completed":
@@ -58,7 +66,10 @@ def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_no
 
 
 def test_a_worker_killed_inside_a_long_statement_leaves_its_job_to_the_next_worker(
-    client: httpx.Client, workers: StartWorker, table: MakeTable, db: Database,
+    client: httpx.Client,
+    workers: StartWorker,
+    table: MakeTable,
+    db: Database,
     figures: Figures,
 ) -> None:
     """The broker gives a dead worker's job to another worker at once, while PostgreSQL may
@@ -73,9 +84,15 @@ def test_a_worker_killed_inside_a_long_statement_leaves_its_job_to_the_next_work
     try:
         job_id = upload(client, content, target).json()["id"]
         first = workers(database_url=f"{ENV['DATABASE_URL']}?application_name={application}")
-        wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity WHERE "
-                                    "application_name = %s AND wait_event_type = 'Lock'",
-                                    (application,)), 60, "the final publish never waited")
+        wait_until(
+            lambda: db.value(
+                "SELECT count(*) FROM pg_stat_activity WHERE "
+                "application_name = %s AND wait_event_type = 'Lock'",
+                (application,),
+            ),
+            60,
+            "the final publish never waited",
+        )
         # The next worker waits for the job's lock for less time than the statement lasts:
         # PostgreSQL must notice that the dead worker is gone and let the lock go.
         workers(lock_wait_seconds=3)

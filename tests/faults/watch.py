@@ -10,7 +10,9 @@ def paused_segments(db: Database, job_id: str) -> tuple[str, int]:
     """The job's status, and how many of its segments ended by handing the job on."""
     found: tuple[str, int] = db.rows(
         "SELECT status, (SELECT count(*) FROM import_segments s WHERE s.job_id = j.id "
-        "AND s.outcome = 'paused') FROM import_jobs j WHERE id = %s", (job_id,))[0]
+        "AND s.outcome = 'paused') FROM import_jobs j WHERE id = %s",
+        (job_id,),
+    )[0]
     return found
 
 

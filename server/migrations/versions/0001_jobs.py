@@ -43,12 +43,14 @@ def upgrade() -> None:
         sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
         sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("error", sa.Text),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("started_at", sa.DateTime(timezone=True)),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint(
             "status IN ('queued', 'running', 'completed', 'failed', 'cancelled')",
@@ -59,14 +61,20 @@ def upgrade() -> None:
     op.create_index("import_jobs_created_at_idx", "import_jobs", [sa.text("created_at DESC")])
     # The sweeper looks for jobs committed but never confirmed by the broker.
     op.create_index(
-        "import_jobs_unpublished_idx", "import_jobs", ["created_at"],
+        "import_jobs_unpublished_idx",
+        "import_jobs",
+        ["created_at"],
         postgresql_where=sa.text("published_at IS NULL AND status = 'queued'"),
     )
     op.create_table(
         "refused_rows",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("job_id", UUID(as_uuid=True),
-                  sa.ForeignKey("import_jobs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "job_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("import_jobs.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("line", sa.BigInteger, nullable=False),
         sa.Column("column", sa.Text),
         sa.Column("code", sa.Text, nullable=False),
@@ -78,17 +86,22 @@ def upgrade() -> None:
     op.create_table(
         "import_segments",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("job_id", UUID(as_uuid=True),
-                  sa.ForeignKey("import_jobs.id", ondelete="CASCADE"), nullable=False,
-                  index=True),
+        sa.Column(
+            "job_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("import_jobs.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("worker", sa.Text, nullable=False),
         sa.Column("start_line", sa.BigInteger, nullable=False),
         sa.Column("start_offset", sa.BigInteger, nullable=False),
         sa.Column("end_line", sa.BigInteger),
         sa.Column("end_offset", sa.BigInteger),
         sa.Column("outcome", sa.Text),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
     )
     op.execute("CREATE SCHEMA IF NOT EXISTS import_staging")

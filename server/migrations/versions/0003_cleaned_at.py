@@ -16,7 +16,9 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("import_jobs", sa.Column("cleaned_at", sa.DateTime(timezone=True)))
     op.create_index(
-        "import_jobs_uncleaned_idx", "import_jobs", ["finished_at"],
+        "import_jobs_uncleaned_idx",
+        "import_jobs",
+        ["finished_at"],
         postgresql_where=sa.text("cleaned_at IS NULL AND finished_at IS NOT NULL"),
     )
 
