@@ -23,15 +23,19 @@ def api_engine(settings: Settings) -> Engine:
 CLIENT_CHECK_MS = 1000
 
 
+# How a worker's session reads values, whatever the server's defaults: a timestamp without a
+# zone in a file is UTC, and dates are read in ISO order (the converters refuse the forms
+# whose day-month order DateStyle would decide).
+READING = "-c timezone=UTC -c datestyle=ISO,MDY"
+
+
 def worker_engine(settings: Settings) -> Engine:
     """No pool: a segment's connection holds the job's advisory lock, and closing the
     connection is what guarantees the lock is released, whatever happened."""
     timeout_ms = settings.statement_timeout_seconds * 1000
-    # UTC: a timestamp without a zone in a file means the same on every server (the
-    # careful path says so explicitly; COPY of a plain run reads it in this zone).
     options = (
         f"-c statement_timeout={timeout_ms} "
-        f"-c client_connection_check_interval={CLIENT_CHECK_MS} -c timezone=UTC"
+        f"-c client_connection_check_interval={CLIENT_CHECK_MS} {READING}"
     )
     return create_engine(
         settings.database_url,

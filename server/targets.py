@@ -16,6 +16,17 @@ class UnknownTarget(LookupError):
 
 
 @dataclass(frozen=True)
+class InputFunction:
+    """How PostgreSQL reads a column's text: its type's input function, called as COPY
+    calls it (with the type's I/O parameter and the column's type modifier)."""
+
+    function: int  # pg_proc oid
+    io_param: int
+    typmod: int
+    args: int  # 1 or 3
+
+
+@dataclass(frozen=True)
 class Column:
     name: str
     type: str  # the base type's name in pg_type: int4, numeric, varchar, timestamptz, ...
@@ -25,6 +36,8 @@ class Column:
     precision: int | None = None  # numeric(p, s)
     scale: int | None = None
     labels: tuple[str, ...] = ()  # enum values
+    checked: bool = False  # a domain with CHECK constraints of its own
+    reader: InputFunction | None = None
 
     @property
     def required(self) -> bool:
@@ -120,6 +133,13 @@ def _column(row: object) -> Column:
         precision=precision,
         scale=scale,
         labels=tuple(row.labels or ()),  # type: ignore[attr-defined]
+        checked=bool(row.checked),  # type: ignore[attr-defined]
+        reader=InputFunction(
+            row.input_function,  # type: ignore[attr-defined]
+            row.io_param,  # type: ignore[attr-defined]
+            row.atttypmod,  # type: ignore[attr-defined]
+            row.input_args,  # type: ignore[attr-defined]
+        ),
     )
 
 
@@ -144,7 +164,13 @@ _COLUMNS = text(
            a.atthasdef OR a.attidentity <> '' AS hasdefault,
            CASE WHEN t.typtype = 'e' THEN ARRAY(
                SELECT e.enumlabel FROM pg_enum e
-               WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END AS labels
+               WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END AS labels,
+           t.typtype = 'd' AND EXISTS (
+               SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid) AS checked,
+           t.typinput::oid::bigint AS input_function,
+           (CASE WHEN t.typelem <> 0 THEN t.typelem ELSE t.oid END)::bigint AS io_param,
+           a.atttypmod,
+           (SELECT p.pronargs FROM pg_proc p WHERE p.oid = t.typinput) AS input_args
     FROM pg_attribute a
     JOIN pg_type t ON t.oid = a.atttypid
     LEFT JOIN pg_type bt ON bt.oid = t.typbasetype

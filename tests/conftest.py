@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from kombu import Connection
 
 from tests import harness
@@ -43,6 +44,15 @@ ENV = {
     # Setup writes a first key here; never over the key of a developer's own install.
     "API_KEY_FILE": str(ARTIFACTS / "api-key"),
 }
+# Property tests: a quick run by default, many more examples with --hypothesis-profile=long.
+settings.register_profile(
+    "quick", max_examples=150, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.register_profile(
+    "long", max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile("quick")
+
 # Settings are read from the environment: set it before anything imports them.
 os.environ.update(ENV)
 

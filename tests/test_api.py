@@ -188,7 +188,8 @@ def test_refused_rows_come_as_json_pages_and_as_a_csv_to_fix(
     assert download.headers["content-type"].startswith("text/csv")
     assert download.text.splitlines() == [
         "\ufeffid;email;name;error",
-        'x;b@x;"\'=HYPERLINK(""http://evil"")";line 3: id: \'x\' is not a whole number',
+        'x;b@x;"\'=HYPERLINK(""http://evil"")";"line 3: id: invalid input syntax for type '
+        'bigint: ""x"""',
         "3;;'-2+3;line 4: email: is empty, but the column does not allow empty values",
     ]
 

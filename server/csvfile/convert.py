@@ -1,21 +1,30 @@
-"""Values checked against a column's type and written in COPY's text format.
+"""Values judged as PostgreSQL judges them, and written in COPY's text format.
 
-Each column gets one converter, compiled once from its type: a function from the CSV text
-to the text COPY expects, raising Refusal (with a code and a message a person can act on)
-when the value cannot go into the column. The database checks again on COPY; these
-checks exist so that one bad value becomes one refused row, not a failed batch.
+PostgreSQL is the judge of every value. Each column gets one converter, compiled once from
+its type, that decides quickly what it can decide for certain:
+
+- a value in a plain form that the type's input function reads exactly as written (`42`,
+  `2024-02-29`, `12.50` for numeric(12,2)) is accepted and goes to COPY as it is;
+- a value PostgreSQL is certain to refuse (an integer of 5,000 digits, a text longer than
+  its varchar, a label that is not in the enum) raises `Refusal`, with a code and a message
+  a person can act on;
+- anything else (` 42`, `1e3`, `2024-01-02T03:04:05.1234567`, JSON 100,000 levels deep)
+  raises `Ask`: PostgreSQL's own input function decides it (server/loading/judge.py), and
+  its words become the refusal if it refuses.
+
+A converter never rewrites a value PostgreSQL would read in its own way, so a value lands
+with PostgreSQL's meaning whichever way it went. The choices that differ from PostgreSQL on
+purpose are `DELIBERATE` below (the README lists them too). Nothing a converter is given,
+however long, deep or odd, makes it raise anything but `Refusal` or `Ask`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Context, Decimal, InvalidOperation
+from dataclasses import dataclass, field
+from datetime import date
 from typing import NoReturn
 
 from server.targets import Column
@@ -25,13 +34,38 @@ Converter = Callable[[str], str]
 NULL = "\\N"
 _SPECIAL = re.compile(r"[\\\t\n\r]")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
-_DATE = re.compile(r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*", re.ASCII)
 _INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
-_FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
-_WIDE = Context(prec=1000)
-_FLOAT4_MAX = 3.4028235e38
+# Digits that always fit the type, whatever they are.
+_SAFE_DIGITS = {"int2": 4, "int4": 9, "int8": 18}
+_INTEGER = re.compile(r"[+-]?([0-9]+)", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?([0-9]*)(?:\.([0-9]*))?", re.ASCII)
+_FLOAT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?(?:[eE][+-]?([0-9]{1,3}))?", re.ASCII)
+_WORDS = frozenset({"true", "t", "yes", "y", "on", "1", "false", "f", "no", "n", "off", "0"})
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.ASCII)
+_ISO_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+_ISO_ZONE = r"(?:Z|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)"
+_TIMESTAMP = re.compile(rf"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})[T ]{_ISO_TIME}", re.ASCII)
+_TIMESTAMP_ZONED = re.compile(
+    rf"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})[T ]{_ISO_TIME}\s*{_ISO_ZONE}", re.ASCII
+)
+_TIME = re.compile(_ISO_TIME, re.ASCII)
+_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", re.ASCII)
+# Where a day-month order is a server setting (DateStyle), not a fact of the file.
+_DAY_MONTH_ORDER = re.compile(r"\s*[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{1,4}(?![0-9])", re.ASCII)
+# Words whose date is the moment the import runs, not a fact of the file.
+_RELATIVE = re.compile(r"\s*(now|today|tomorrow|yesterday)\s*", re.IGNORECASE)
+# Numbers too long to be values; PostgreSQL refuses what it cannot hold anyway.
+_JSON_BIG_NUMBER = re.compile(r"[0-9]{400}|[eE][+-]?[0-9]{4}", re.ASCII)
+
+# Where this service refuses what PostgreSQL would take, and why.
+DELIBERATE = {
+    "unexpected_time_zone": "a timestamp with an offset going into a column without a time "
+    "zone: PostgreSQL would drop the offset and keep the wall-clock time",
+    "ambiguous_date": "a day and month written as numbers in an order PostgreSQL reads from "
+    "its DateStyle setting (01/02/2024): the file's meaning must not depend on a server",
+    "relative_date": "now, today, tomorrow, yesterday: the value would be the moment of the "
+    "import, not anything in the file",
+}
 
 
 class Refusal(ValueError):
@@ -39,6 +73,14 @@ class Refusal(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class Ask(Exception):
+    """The converter cannot tell: PostgreSQL's input function must judge `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,109 +99,127 @@ def escape(value: str) -> str:
     return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
 
 
-def integer(bits: int) -> Converter:
+def integer(kind: str) -> Converter:
+    bits, safe = _INT_BITS[kind], _SAFE_DIGITS[kind]
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
     def convert(value: str) -> str:
-        if not _INTEGER.fullmatch(value):
-            raise Refusal("not_integer", f"{value!r} is not a whole number")
-        number = int(value)
-        if not low <= number <= high:
-            raise Refusal("out_of_range", f"{number} is outside {low}..{high}")
-        return str(number)
+        found = _INTEGER.fullmatch(value)
+        if found is None:
+            raise Ask(value)
+        digits = found.group(1)
+        if len(digits) <= safe:
+            return value
+        if len(digits.lstrip("0")) > 20 or not low <= int(value) <= high:
+            raise Refusal("out_of_range", f"{_short(value)} is outside {low}..{high}")
+        return value
 
     return convert
 
 
 def numeric(precision: int | None, scale: int | None) -> Converter:
-    step = Decimal(1).scaleb(-(scale or 0))
-    limit = Decimal(10) ** ((precision or 0) - (scale or 0))
+    """Plain decimals that fit as written; anything else (an exponent, digits to round,
+    NaN) is PostgreSQL's to read."""
+    whole = None if precision is None else precision - (scale or 0)
+    places = 16383 if precision is None else scale or 0
 
     def convert(value: str) -> str:
-        number = _decimal(value)
-        if precision is None:
-            return str(number)
-        if not number.is_finite():
-            raise Refusal("out_of_range", f"{value!r} is not a finite number")
-        if abs(number.quantize(step, context=_WIDE)) >= limit:
-            raise Refusal(
-                "out_of_range",
-                f"{value.strip()} does not fit numeric({precision},"
-                f"{scale}): at most {precision - (scale or 0)} digits before the point",
-            )
-        return str(number)
+        found = _DECIMAL.fullmatch(value)
+        if found is None or not (found.group(1) or found.group(2)):
+            raise Ask(value)
+        integer_part, fraction = found.group(1).lstrip("0"), found.group(2) or ""
+        if whole is None and len(integer_part) <= 1000 and len(fraction) <= places:
+            return value
+        if whole is not None and len(integer_part) <= whole and len(fraction) <= places:
+            return value
+        raise Ask(value)
 
     return convert
 
 
-def _decimal(value: str) -> Decimal:
-    try:
-        if "_" in value:
-            raise InvalidOperation
-        return Decimal(value.strip())
-    except InvalidOperation:
-        raise Refusal("not_number", f"{value!r} is not a number") from None
+def floating(kind: str) -> Converter:
+    """Plain numbers of at most 15 digits before and after the point, with an exponent small
+    enough to stay far from the type's limits (both overflow and underflow are refused)."""
+    limit = 290 if kind == "float8" else 20
 
-
-def floating(largest: float) -> Converter:
     def convert(value: str) -> str:
-        try:
-            if "_" in value:
-                raise ValueError
-            number = float(value)
-        except ValueError:
-            raise Refusal("not_number", f"{value!r} is not a number") from None
-        if (math.isfinite(number) and abs(number) > largest) or (
-            math.isinf(number) and "inf" not in value.lower()
-        ):
-            raise Refusal("out_of_range", f"{value.strip()} is out of range for this column")
-        return value.strip()
+        found = _FLOAT.fullmatch(value)
+        if found is None or (found.group(1) is not None and int(found.group(1)) > limit):
+            raise Ask(value)
+        return value
 
     return convert
 
 
 def boolean(value: str) -> str:
-    word = value.strip().lower()
-    if word in _TRUE:
-        return "t"
-    if word in _FALSE:
-        return "f"
-    raise Refusal("not_boolean", f"{value!r} is not a boolean (true/false, yes/no, 1/0)")
+    if value.lower() in _WORDS:
+        return value
+    raise Ask(value)
+
+
+def _calendar(year: str, month: str, day: str) -> bool:
+    try:
+        date(int(year), int(month), int(day))
+    except ValueError:
+        return False
+    return True
+
+
+def _not_a_fact(value: str, kind: str) -> None:
+    """The deliberate refusals of dates and timestamps."""
+    if _DAY_MONTH_ORDER.match(value):
+        raise Refusal(
+            "ambiguous_date",
+            f"{_short(value)}: is it day/month or month/day? Write dates as YYYY-MM-DD",
+        )
+    if _RELATIVE.fullmatch(value):
+        raise Refusal(
+            "relative_date", f"{_short(value)} is not a {kind}: it names the moment of import"
+        )
 
 
 def iso_date(value: str) -> str:
-    try:
-        if not _DATE.fullmatch(value):
-            raise ValueError
-        return date.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        raise Refusal("not_date", f"{value!r} is not a date (YYYY-MM-DD)") from None
+    found = _ISO_DATE.fullmatch(value)
+    if found is not None and _calendar(*found.groups()):
+        return value
+    _not_a_fact(value, "date")
+    raise Ask(value)
 
 
 def timestamp(with_zone: bool) -> Converter:
     def convert(value: str) -> str:
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise Refusal("not_timestamp", f"{value!r} is not an ISO 8601 timestamp") from None
-        if moment.tzinfo is None:
-            # Read as UTC rather than the server's zone, so a file means the same everywhere.
-            return moment.isoformat() + ("+00:00" if with_zone else "")
-        if not with_zone:
-            raise Refusal(
-                "unexpected_time_zone",
-                f"{value!r} has a time zone offset, but the column has no time zone",
-            )
-        return moment.isoformat()
+        plain = _TIMESTAMP.fullmatch(value)
+        if plain is not None and _calendar(*plain.group(1).split("-")):
+            return value
+        zoned = _TIMESTAMP_ZONED.fullmatch(value)
+        if zoned is not None:
+            if not with_zone:
+                raise Refusal(
+                    "unexpected_time_zone",
+                    f"{_short(value)} has a time zone offset, but the column has no time zone",
+                )
+            if _calendar(*zoned.group(1).split("-")):
+                return value
+        _not_a_fact(value, "timestamp")
+        raise Ask(value)
 
     return convert
 
 
+def time_of_day(value: str) -> str:
+    if _TIME.fullmatch(value):
+        return value
+    raise Ask(value)
+
+
 def uuid_value(value: str) -> str:
-    try:
-        return str(uuid.UUID(value.strip()))
-    except ValueError:
-        raise Refusal("not_uuid", f"{value!r} is not a UUID") from None
+    if _UUID.fullmatch(value):
+        return value
+    raise Ask(value)
+
+
+def _skip(_: str) -> None:
+    """Numbers are not converted: only their syntax matters here."""
 
 
 def _no_constant(name: str) -> object:
@@ -167,21 +227,29 @@ def _no_constant(name: str) -> object:
 
 
 def json_value(value: str) -> str:
+    """JSON that Python's strict parser reads and that holds none of what PostgreSQL reads
+    differently (escaped code points, numbers beyond numeric's range): anything else is
+    PostgreSQL's to judge, nesting 100,000 deep included."""
+    if "\\u" in value or _JSON_BIG_NUMBER.search(value):
+        raise Ask(value)
     try:
-        json.loads(value, parse_constant=_no_constant)
-    except ValueError:
-        raise Refusal("not_json", f"{value[:80]!r} is not valid JSON") from None
+        json.loads(value, parse_constant=_no_constant, parse_int=_skip, parse_float=_skip)
+    except (ValueError, RecursionError, Ask):
+        raise Ask(value) from None
     return escape(value)
 
 
-def text_of(length: int | None, padded: bool) -> Converter:
+def text_of(length: int | None) -> Converter:
     if length is None:
         return escape
 
     def convert(value: str) -> str:
-        size = len(value.rstrip(" ") if padded else value)
-        if size > length:
-            raise Refusal("too_long", f"{size} characters, the column holds at most {length}")
+        # PostgreSQL cuts spaces beyond the length, and refuses anything else beyond it.
+        if len(value) > length and len(value.rstrip(" ")) > length:
+            raise Refusal(
+                "too_long",
+                f"{len(value.rstrip(' '))} characters, the column holds at most {length}",
+            )
         return escape(value)
 
     return convert
@@ -192,37 +260,61 @@ def one_of(labels: tuple[str, ...]) -> Converter:
 
     def convert(value: str) -> str:
         if value not in allowed:
-            raise Refusal("not_allowed", f"{value!r} is not one of {', '.join(labels)}")
+            raise Refusal("not_allowed", f"{_short(value)!r} is not one of {', '.join(labels)}")
         return escape(value)
 
     return convert
 
 
+def ask(value: str) -> str:
+    """A type this module does not know: PostgreSQL judges every value."""
+    raise Ask(value)
+
+
 def converter_for(column: Column) -> Converter:
+    if column.checked:
+        return ask  # a domain's own checks are PostgreSQL's
     if column.labels:
         return one_of(column.labels)
     if column.type in _INT_BITS:
-        return integer(_INT_BITS[column.type])
-    simple: dict[str, Converter] = {
+        return integer(column.type)
+    if column.type in ("varchar", "bpchar", "text"):
+        return text_of(column.length)
+    known: dict[str, Converter] = {
         "numeric": numeric(column.precision, column.scale),
-        "float4": floating(_FLOAT4_MAX),
-        "float8": floating(math.inf),
+        "float4": floating("float4"),
+        "float8": floating("float8"),
         "bool": boolean,
         "date": iso_date,
         "timestamp": timestamp(with_zone=False),
         "timestamptz": timestamp(with_zone=True),
+        "time": time_of_day,
         "uuid": uuid_value,
         "json": json_value,
         "jsonb": json_value,
-        "varchar": text_of(column.length, padded=False),
-        "bpchar": text_of(column.length, padded=True),
     }
-    # Any other type goes through as text and PostgreSQL judges it on COPY.
-    return simple.get(column.type, escape)
+    return known.get(column.type, ask)
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 40 else f"{value[:20]}…({len(value)} characters)"
+
+
+@dataclass(slots=True)
+class Pending:
+    """A record whose values PostgreSQL must judge before it becomes a COPY line or a
+    refusal: `asks` are (plan position, text to judge)."""
+
+    fields: list[str]
+    line: int
+    offset: int
+    problems: list[Problem]
+    asks: list[tuple[int, str]] = field(default_factory=list)
 
 
 class RowConverter:
-    """Turns the fields of one record into one line of COPY text, or into its problems."""
+    """Turns the fields of one record into one line of COPY text, its problems, or the
+    questions PostgreSQL must answer first."""
 
     def __init__(
         self, columns: list[Column | None], null_markers: Iterable[str], positions: bool = True
@@ -232,12 +324,12 @@ class RowConverter:
         self.positions = positions
         self.nulls = frozenset(null_markers)
         self.plan = [
-            (index, column.name, converter_for(column), column.nullable)
+            (index, column, converter_for(column))
             for index, column in enumerate(columns)
             if column is not None
         ]
 
-    def copy_line(self, fields: list[str], line: int, offset: int) -> str | list[Problem]:
+    def copy_line(self, fields: list[str], line: int, offset: int) -> str | list[Problem] | Pending:
         """One line of COPY text, ending with the record's line number and byte offset
         (unless the converter was made without positions)."""
         if len(fields) != self.width:
@@ -247,35 +339,64 @@ class RowConverter:
         out = []
         nulls = self.nulls
         try:
-            for index, _, convert, nullable in self.plan:
+            for index, column, convert in self.plan:
                 value = fields[index]
                 if value not in nulls:
                     out.append(convert(value))
-                elif nullable:
+                elif column.nullable:
                     out.append(NULL)
                 else:
                     _not_null()
-        except Refusal:
-            return self.problems(fields)
+        except Exception:  # noqa: BLE001 - Refusal, Ask, or a converter's surprise: look closer
+            return self._examine(fields, line, offset)
+        return self._line(out, line, offset)
+
+    def _examine(self, fields: list[str], line: int, offset: int) -> list[Problem] | Pending:
+        """Every problem of the record, for the person who will fix it, and what PostgreSQL
+        must judge."""
+        pending = Pending(fields, line, offset, [])
+        for position, (index, column, convert) in enumerate(self.plan):
+            value = fields[index]
+            try:
+                if value not in self.nulls:
+                    convert(value)
+                elif not column.nullable:
+                    _not_null()
+            except Refusal as refusal:
+                pending.problems.append(Problem(column.name, refusal.code, refusal.message))
+            except Ask as question:
+                pending.asks.append((position, question.text))
+            except Exception:  # noqa: BLE001 - a converter's surprise: PostgreSQL decides
+                pending.asks.append((position, value))
+        return pending if pending.asks else pending.problems
+
+    def settle(self, pending: Pending, verdicts: dict[int, Problem]) -> str | list[Problem]:
+        """The record once PostgreSQL has judged its questions: `verdicts` holds a problem
+        for each plan position it refused."""
+        problems = pending.problems + list(verdicts.values())
+        if problems:
+            order = {column.name: n for n, (_, column, _) in enumerate(self.plan)}
+            return sorted(problems, key=lambda p: order.get(p.column or "", -1))
+        asked = dict(pending.asks)
+        out = []
+        for position, (index, _, convert) in enumerate(self.plan):
+            value = pending.fields[index]
+            if value in self.nulls:
+                out.append(NULL)
+            elif position in asked:
+                out.append(escape(asked[position]))
+            else:
+                out.append(convert(value))
+        return self._line(out, pending.line, pending.offset)
+
+    def column_at(self, position: int) -> Column:
+        return self.plan[position][1]
+
+    def _line(self, out: list[str], line: int, offset: int) -> str:
         if self.positions:
             out.append(str(line))
             out.append(str(offset))
         return "\t".join(out) + "\n"
-
-    def problems(self, fields: list[str]) -> list[Problem]:
-        """Every problem of a record, for the person who will fix it."""
-        found = []
-        for index, name, convert, nullable in self.plan:
-            value = fields[index]
-            try:
-                if value in self.nulls:
-                    if not nullable:
-                        _not_null()
-                else:
-                    convert(value)
-            except Refusal as refusal:
-                found.append(Problem(name, refusal.code, refusal.message))
-        return found
 
 
 def _not_null() -> NoReturn:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from server.csvfile.convert import Problem, RowConverter
+from server.csvfile.convert import Pending, Problem, RowConverter
 from server.csvfile.detect import Layout
 from server.csvfile.reader import Record, RecordReader, encoded_terminator
 
@@ -51,6 +51,8 @@ class Batch:
     lines: list[str] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     refused: list[tuple[Record, list[Problem]]] = field(default_factory=list)
+    # Records with values that PostgreSQL must judge before they are lines or refusals.
+    pending: list[tuple[Record, Pending]] = field(default_factory=list)
     rows: int = 0
 
     def add_run(self, run: Run) -> None:
@@ -68,6 +70,8 @@ class Batch:
             if isinstance(result, str):
                 self.lines.append(result)
                 self.records.append(record)
+            elif isinstance(result, Pending):
+                self.pending.append((record, result))
             else:
                 self.refused.append((record, result))
         self.rows += 1

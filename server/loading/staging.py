@@ -21,6 +21,7 @@ from server.csvfile.convert import Problem, RowConverter
 from server.csvfile.detect import Layout
 from server.csvfile.pattern import encoding_for_copy, with_positions
 from server.csvfile.reader import Record
+from server.loading import judge
 from server.loading.batches import Batch, Run, careful_batch
 from server.targets import Target
 
@@ -155,12 +156,21 @@ def stage(
     `careful`, a refusal is an error instead (no savepoints: a long transaction with
     hundreds of them slows every later statement down)."""
     refused, lines, records = list(batch.refused), list(batch.lines), list(batch.records)
+    pending = list(batch.pending)
     if batch.runs and not copy_runs(cursor, plan, batch.runs, careful):
         for run in batch.runs:
             redone = careful_batch(run, plan.layout, plan.converter)
             refused += redone.refused
             lines += redone.lines
             records += redone.records
+            pending += redone.pending
+    settled = judge.settle(cursor, plan.converter, [question for _, question in pending])
+    for (record, _), result in zip(pending, settled, strict=True):
+        if isinstance(result, str):
+            lines.append(result)
+            records.append(record)
+        else:
+            refused.append((record, result))
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(plan.into, plan.copy_columns(run=False))
     if not careful:
         if lines:
