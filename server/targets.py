@@ -6,6 +6,7 @@ allowed is never reflected, let alone written to, whatever the request says.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
@@ -51,10 +52,19 @@ class Target:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     unique_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Unique keys declared NULLS NOT DISTINCT (PostgreSQL 15+): there, NULL matches NULL.
+    shared_nulls: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
         return f"{self.schema}.{self.table}"
+
+    def nulls_distinct(self, columns: Sequence[str]) -> bool:
+        """Whether NULLs never match in the unique key on these columns (the default)."""
+        return not any(
+            tuple(key) == tuple(columns) and name in self.shared_nulls
+            for name, key in self.unique_keys.items()
+        )
 
     def column(self, name: str) -> Column:
         return next(column for column in self.columns if column.name == name)
@@ -109,12 +119,11 @@ def load_target(connection: Connection, name: str, allow_list: list[str]) -> Tar
     if oid is None:
         raise UnknownTarget(f"{name!r} is not a table that imports are allowed into")
     columns = tuple(_column(row) for row in connection.execute(_COLUMNS, {"oid": oid}))
-    keys = {
-        row.name: (row.type, tuple(row.columns)) for row in connection.execute(_KEYS, {"oid": oid})
-    }
-    primary = next((cols for kind, cols in keys.values() if kind == "p"), ())
-    unique = {key: cols for key, (_, cols) in keys.items()}
-    return Target(schema, table, columns, primary, unique)
+    rows = connection.execute(_KEYS, {"oid": oid}).all()
+    primary = next((tuple(row.columns) for row in rows if row.type == "p"), ())
+    unique = {row.name: tuple(row.columns) for row in rows}
+    shared = frozenset(row.name for row in rows if row.nulls_not_distinct)
+    return Target(schema, table, columns, primary, unique, shared)
 
 
 def _column(row: object) -> Column:
@@ -184,8 +193,12 @@ _KEYS = text(
     SELECT c.conname AS name, c.contype AS type,
            ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(num, ord)
                  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num
-                 ORDER BY k.ord) AS columns
+                 ORDER BY k.ord) AS columns,
+           -- indnullsnotdistinct exists from PostgreSQL 15 on; before, NULLs are distinct
+           coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)
+               AS nulls_not_distinct
     FROM pg_constraint c
+    LEFT JOIN pg_index i ON i.indexrelid = c.conindid
     WHERE c.conrelid = :oid AND c.contype IN ('p', 'u')
     """
 )

@@ -48,6 +48,8 @@ BAD_UPLOADS: list[tuple[str, dict[str, Any], int, str]] = [
     ("duplicate header", {"content": b"id,email,ID\n1,a@x,2\n"}, 422, "duplicate_header"),
     ("unknown mode", {"mode": "replace"}, 422, "invalid_option"),
     ("bad mapping", {"mapping": '{"nope": "id"}'}, 422, "unknown_mapping"),
+    ("a field with a typo", {"null_marker": "NA"}, 422, "unknown_field"),
+    ("fields without end", {f"field{n}": "x" * 60_000 for n in range(40)}, 413, "too_many_fields"),
     (
         "too large",
         {"content": b"id,email\n" + b"1,a@x\n" * (LIMIT // 6 + 1)},
@@ -81,6 +83,14 @@ def test_a_bad_upload_gets_a_clear_error_and_leaves_nothing_behind(
     assert error["code"] == code
     assert error["message"]
     assert state(db, broker) == before
+
+
+def test_an_unknown_field_is_named_with_the_fields_there_are(
+    client: httpx.Client, table: MakeTable
+) -> None:
+    error = upload(client, GOOD, table(), dry_runn="true").json()["error"]
+    assert (error["code"], error["field"]) == ("unknown_field", "dry_runn")
+    assert {"file", "target", "null_markers", "mode"} <= set(error["fields"])
 
 
 def test_missing_columns_are_named_with_the_line(client: httpx.Client, table: MakeTable) -> None:

@@ -246,7 +246,8 @@ def test_values_postgresql_would_refuse_are_refused_with_a_code(
 def test_a_row_becomes_one_copy_line_or_all_its_problems() -> None:
     columns = [TARGET.columns[0], TARGET.columns[1], None, TARGET.columns[2]]
     converter = RowConverter(columns, [""])
-    assert converter.copy_line(["7", "Ann", "ignored", ""], 12, 345) == "7\tAnn\t\\N\t12\t345\n"
+    line = converter.copy_line(["7", "Ann", "ignored", ""], 12, 345, 17)
+    assert line == "7\tAnn\t\\N\t12\t345\t17\n"
     refused = converter.copy_line(["7", "", "ignored", "02/03/2023"], 3, 0)
     assert isinstance(refused, list)
     assert [(p.column, p.code) for p in refused] == [
@@ -272,6 +273,6 @@ def test_a_row_with_values_to_ask_waits_for_postgresqls_verdict() -> None:
         ("full_name", "not_null"),
         ("signup_date", "out_of_range"),
     ]
-    accepted = converter.copy_line([" 7", "Ann", "x", "Jan 2 2024"], 9, 99)
+    accepted = converter.copy_line([" 7", "Ann", "x", "Jan 2 2024"], 9, 99, 20)
     assert isinstance(accepted, Pending)
-    assert converter.settle(accepted, {}) == " 7\tAnn\tJan 2 2024\t9\t99\n"
+    assert converter.settle(accepted, {}) == " 7\tAnn\tJan 2 2024\t9\t99\t20\n"

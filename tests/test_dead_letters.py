@@ -15,7 +15,8 @@ import httpx
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from server.messaging.topology import EXCHANGE, WORK_KEY
+from server.messaging.topology import EXCHANGE, RETRY_EXCHANGE, WORK_KEY, build, retry_queue_name
+from server.settings import get_settings
 from tests.broker import dead_letters
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.harness import ROOT, Database, wait_until
@@ -183,3 +184,28 @@ def test_purge_asks_first_and_the_dry_run_keeps_everything(
         assert job_id in dead_jobs(connection)
         assert dlq("purge", "--yes", "--reason", "expired", env=short_ttl_vhost).returncode == 0
         assert job_id not in dead_jobs(connection)
+
+
+def test_a_job_rejected_after_waiting_out_a_retry_is_listed_as_rejected(
+    broker: Connection,
+) -> None:
+    """Its first death was `expired`, in a wait queue; the one that put it in imports.dead
+    was the rejection: that is the reason an operator selects it by."""
+    job_id = str(uuid.uuid4())
+    retry = Producer(broker.channel(), Exchange(RETRY_EXCHANGE, "direct", durable=True))
+    retry.publish(
+        json.dumps([[job_id], {}, {}]),
+        routing_key=retry_queue_name(get_settings().retry_delays_seconds[0]),
+        content_type="application/json",
+        delivery_mode=2,
+        expiration=0.1,
+        headers={"task": "imports.load", "id": job_id},
+    )
+    work = build(get_settings()).work(broker.channel())
+    message = wait_until(work.get, 30, "the message did not come back from its wait")
+    message.reject(requeue=False)
+
+    assert wait_until(lambda: dead_jobs(broker).get(job_id), 30) == "rejected"
+    assert "rejected" in dlq("list").stdout
+    chosen = dlq("purge", "--dry-run", "--reason", "rejected")
+    assert "would have purged 1" in chosen.stdout, chosen.stdout

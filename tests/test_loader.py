@@ -7,6 +7,7 @@ express queue, which keeps small imports from waiting behind big ones.
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 
@@ -14,7 +15,10 @@ import httpx
 import pytest
 import redis
 
+from server.csvfile.convert import RowConverter
+from server.csvfile.detect import Layout
 from server.csvfile.pattern import row_pattern, with_positions
+from server.loading.batches import BATCH_BYTES, Scanner
 from server.messaging.topology import EXPRESS_QUEUE, WORK_QUEUE
 from server.progress.events import snapshot_key
 from server.settings import get_settings
@@ -87,9 +91,24 @@ def test_no_fast_path_for_other_null_markers_encodings_or_types() -> None:
     assert row_pattern(COLUMNS, ";", "\r\n", "cp1252", [""]) is not None
 
 
-def test_each_line_of_a_run_carries_its_line_number_and_byte_offset() -> None:
+def test_each_line_of_a_run_carries_its_line_number_byte_offset_and_length() -> None:
     run = b"1,a\r\n22,bb\r\n"
-    assert with_positions(run, 7, 100, "\r\n", ",") == b"1,a,7,100\n22,bb,8,105\n"
+    assert with_positions(run, 7, 100, "\r\n", ",") == b"1,a,7,100,5\n22,bb,8,105,7\n"
+
+
+def test_a_batch_of_long_rows_ends_by_its_size_not_only_by_its_rows() -> None:
+    """Rows of a megabyte each: BATCH_ROWS of them (twice, in flight) would be gigabytes."""
+    row = b"x" * (1 << 20)
+    data = b"doc\n" + b"".join(row + b"\n" for _ in range(30))
+    converter = RowConverter([Column("doc", "text", True, False)], [""])
+    layout = Layout("utf-8", 0, "\n", ",")
+    batches = list(Scanner(io.BytesIO(data), layout, converter, None, 10_000).batches(4, 2))
+    assert sum(batch.rows for batch in batches) == 30
+    assert len(batches) > 1
+    assert (
+        max(batch.end_offset - batch.start_offset for batch in batches)
+        <= BATCH_BYTES + len(row) + 1
+    )
 
 
 def test_a_small_append_killed_in_its_one_transaction_leaves_nothing_and_lands_once(

@@ -25,12 +25,16 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 
 def subscribe(
-    client: httpx.Client, url: str, last_id: str | None = None, stop_after: int | None = None
+    client: httpx.Client,
+    url: str,
+    last_id: str | None = None,
+    stop_after: int | None = None,
+    timeout: float = 120,
 ) -> list[Event]:
     """Read the event stream until its end, or until `stop_after` events (then hang up)."""
     headers = {"Last-Event-ID": last_id} if last_id else {}
     events: list[Event] = []
-    with client.stream("GET", url, headers=headers, timeout=120) as response:
+    with client.stream("GET", url, headers=headers, timeout=timeout) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert "content-encoding" not in response.headers
@@ -82,6 +86,26 @@ def test_a_finished_job_replays_its_final_state_and_closes(
     job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), table()).json()
     wait_for_job(client, job["id"])
     events = subscribe(client, job["events_url"])
+    assert [(e.kind, e.data["rows_loaded"]) for e in events] == [("completed", 10)]
+
+
+def test_a_reconnect_after_an_end_that_never_reached_redis_gets_the_end_from_the_job(
+    client: httpx.Client, worker: Process, table: MakeTable
+) -> None:
+    """The worker commits a job's end, then writes it to Redis, and may die in between: a
+    subscriber coming back with its Last-Event-ID still gets the end, and the stream closes."""
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), table()).json()
+    wait_for_job(client, job["id"])
+    redis_client = redis.Redis.from_url(ENV["REDIS_URL"])
+    entries: list[tuple[bytes, Any]] = redis_client.xrange(stream_key(job["id"]))  # type: ignore[assignment]
+    *progress, (end_id, _) = entries
+    assert progress, "the job wrote progress before its end"
+    redis_client.xdel(stream_key(job["id"]), end_id)
+    last_seen = progress[-1][0].decode()
+
+    # Within a ping (15 s): a stream that waits for an end that never comes times out.
+    events = subscribe(client, job["events_url"], last_id=last_seen, timeout=10)
+
     assert [(e.kind, e.data["rows_loaded"]) for e in events] == [("completed", 10)]
 
 

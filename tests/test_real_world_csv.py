@@ -175,7 +175,7 @@ CASES = [
         [("a@x", "A2"), ("b@x", "B")],
         ddl="(email text, name text, CONSTRAINT by_email UNIQUE (email))",
         options={"mode": "upsert", "key": "by_email"},
-        loaded=3,
+        loaded=2,  # the third line supersedes the first
     ),
     Case(
         "enum labels",

@@ -31,6 +31,7 @@ from server.jobs import repository
 from server.jobs.model import Job
 from server.jobs.status import FINISHED, JobStatus
 from server.keys.keys import Tenant
+from server.loading.segment import interrupt
 from server.messaging.publish import publish_job
 from server.progress.events import Progress, event_fields
 from server.progress.reader import follow
@@ -171,6 +172,10 @@ def cancel_import(
     with services.engine.begin() as connection:
         job = repository.request_cancel(connection, job_id)
     assert job is not None
+    if job.status is JobStatus.RUNNING:
+        # Committed first: the worker, interrupted, must find the cancel when it looks.
+        with services.engine.begin() as connection:
+            interrupt(connection, job.id)
     if job.status is JobStatus.CANCELLED:
         # No worker will see a job cancelled while queued: say so here.
         writer = ProgressWriter(services.settings.redis_url)

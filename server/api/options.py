@@ -100,6 +100,16 @@ class ImportOptions(BaseModel):
 
 
 def parse_options(fields: dict[str, str]) -> ImportOptions:
+    known = sorted(ImportOptions.model_fields)
+    if unknown := [name for name in fields if name not in known]:
+        raise ApiError(
+            422,
+            "unknown_field",
+            f"{unknown[0][:100]!r} is not an upload field (a typo?); the fields are "
+            f"file, {', '.join(known)}",
+            field=unknown[0][:100],
+            fields=["file", *known],
+        )
     if "target" not in fields:
         raise ApiError(
             422,

@@ -62,6 +62,9 @@ class JobView(BaseModel):
     rows_loaded: int
     rows_refused: int
     rows_published: int | None = Field(description="rows written to the target, once completed")
+    rows_superseded: int = Field(
+        description="upsert: lines whose key a later line of the file gave again"
+    )
     sha256: str
     encoding: str
     delimiter: str
@@ -139,6 +142,7 @@ class ProgressEvent(BaseModel):
     status: JobStatus
     rows_loaded: int
     rows_refused: int
+    rows_superseded: int
     bytes_done: int
     bytes_total: int
     percent: float

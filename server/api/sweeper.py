@@ -23,19 +23,29 @@ BATCH = 100
 
 
 def sweep_once(services: Services) -> int:
+    """Publish the jobs waiting for it, each in a transaction of its own: a publish that
+    fails (the broker is away) leaves the jobs published before it marked as published."""
+    published = 0
+    while published < BATCH and _publish_one(services):
+        published += 1
+    return published
+
+
+def _publish_one(services: Services) -> bool:
+    """One job committed but never published, locked while it is published and marked."""
     with services.engine.begin() as connection:
-        jobs = repository.unpublished_jobs(
-            connection, services.settings.publish_grace_seconds, BATCH
+        jobs = repository.unpublished_jobs(connection, services.settings.publish_grace_seconds, 1)
+        if not jobs:
+            return False
+        job = jobs[0]
+        publish_job(
+            services.celery,
+            job.id,
+            express=job.bytes_total <= services.settings.express_max_bytes,
         )
-        for job in jobs:
-            publish_job(
-                services.celery,
-                job.id,
-                express=job.bytes_total <= services.settings.express_max_bytes,
-            )
-            repository.mark_published(connection, job.id)
-            log.info("job %s: published by the sweeper", job.id)
-    return len(jobs)
+        repository.mark_published(connection, job.id)
+    log.info("job %s: published by the sweeper", job.id)
+    return True
 
 
 async def run_forever(services: Services) -> None:

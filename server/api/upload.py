@@ -23,6 +23,9 @@ from server.api.errors import ApiError
 from server.storage import Storage
 
 FIELD_LIMIT = 64 * 1024
+# Parts of one upload: the file and its fields (a dozen are known). With FIELD_LIMIT, what
+# an upload holds in memory is bounded, however it is sent (chunked encoding included).
+MAX_PARTS = 32
 CHUNK = 256 * 1024
 # For answers given before the body was read to its end (too large, or stalled): the
 # connection cannot carry another request, so it is closed at once.
@@ -51,6 +54,7 @@ class _Receiver:
         self.value = bytearray()
         self.sink: BinaryIO | None = None
         self.done = False
+        self.parts = 0
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -66,12 +70,31 @@ class _Receiver:
 
     def part_begin(self) -> None:
         self.headers, self.value = {}, bytearray()
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise ApiError(
+                413,
+                "too_many_fields",
+                f"an upload has at most {MAX_PARTS} parts: the file and its fields",
+                headers=BODY_LEFT_UNREAD,
+            )
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
         self.header_name += data[start:end]
+        self._bounded(self.header_name)
 
     def header_piece(self, data: bytes, start: int, end: int) -> None:
         self.header_value += data[start:end]
+        self._bounded(self.header_value)
+
+    def _bounded(self, header: bytes) -> None:
+        if len(header) > FIELD_LIMIT:
+            raise ApiError(
+                413,
+                "field_too_large",
+                f"a part's header is larger than {FIELD_LIMIT} bytes",
+                headers=BODY_LEFT_UNREAD,
+            )
 
     def header_end(self) -> None:
         self.headers[self.header_name.lower()] = self.header_value

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import NoReturn
 
@@ -308,6 +308,7 @@ class Pending:
     fields: list[str]
     line: int
     offset: int
+    length: int
     problems: list[Problem]
     asks: list[tuple[int, str]] = field(default_factory=list)
 
@@ -317,21 +318,32 @@ class RowConverter:
     questions PostgreSQL must answer first."""
 
     def __init__(
-        self, columns: list[Column | None], null_markers: Iterable[str], positions: bool = True
+        self,
+        columns: list[Column | None],
+        null_markers: Iterable[str],
+        positions: bool = True,
+        keys: Iterable[str] = (),
     ) -> None:
-        self.columns = columns
+        # The columns of an upsert's key take no NULL: such a row could never be matched.
+        self.keys = frozenset(keys)
+        self.columns = [
+            replace(column, nullable=False) if column and column.name in self.keys else column
+            for column in columns
+        ]
         self.width = len(columns)
         self.positions = positions
         self.nulls = frozenset(null_markers)
         self.plan = [
             (index, column, converter_for(column))
-            for index, column in enumerate(columns)
+            for index, column in enumerate(self.columns)
             if column is not None
         ]
 
-    def copy_line(self, fields: list[str], line: int, offset: int) -> str | list[Problem] | Pending:
-        """One line of COPY text, ending with the record's line number and byte offset
-        (unless the converter was made without positions)."""
+    def copy_line(
+        self, fields: list[str], line: int, offset: int, length: int = 0
+    ) -> str | list[Problem] | Pending:
+        """One line of COPY text, ending with where the record is in the file: its line
+        number, byte offset and length (unless the converter was made without positions)."""
         if len(fields) != self.width:
             return [
                 Problem(None, "field_count", f"expected {self.width} fields, found {len(fields)}")
@@ -346,22 +358,22 @@ class RowConverter:
                 elif column.nullable:
                     out.append(NULL)
                 else:
-                    _not_null()
+                    self._refuse_null(column)
         except Exception:  # noqa: BLE001 - Refusal, Ask, or a converter's surprise: look closer
-            return self._examine(fields, line, offset)
-        return self._line(out, line, offset)
+            return self._examine(Pending(fields, line, offset, length, []))
+        return self._line(out, line, offset, length)
 
-    def _examine(self, fields: list[str], line: int, offset: int) -> list[Problem] | Pending:
+    def _examine(self, pending: Pending) -> list[Problem] | Pending:
         """Every problem of the record, for the person who will fix it, and what PostgreSQL
         must judge."""
-        pending = Pending(fields, line, offset, [])
+        fields = pending.fields
         for position, (index, column, convert) in enumerate(self.plan):
             value = fields[index]
             try:
                 if value not in self.nulls:
                     convert(value)
                 elif not column.nullable:
-                    _not_null()
+                    self._refuse_null(column)
             except Refusal as refusal:
                 pending.problems.append(Problem(column.name, refusal.code, refusal.message))
             except Ask as question:
@@ -387,17 +399,21 @@ class RowConverter:
                 out.append(escape(asked[position]))
             else:
                 out.append(convert(value))
-        return self._line(out, pending.line, pending.offset)
+        return self._line(out, pending.line, pending.offset, pending.length)
+
+    def _refuse_null(self, column: Column) -> NoReturn:
+        if column.name in self.keys:
+            raise Refusal(
+                "null_key",
+                "is empty, but it is part of the key the upsert matches rows on: the row could "
+                "never be matched again",
+            )
+        raise Refusal("not_null", "is empty, but the column does not allow empty values")
 
     def column_at(self, position: int) -> Column:
         return self.plan[position][1]
 
-    def _line(self, out: list[str], line: int, offset: int) -> str:
+    def _line(self, out: list[str], line: int, offset: int, length: int) -> str:
         if self.positions:
-            out.append(str(line))
-            out.append(str(offset))
+            out += (str(line), str(offset), str(length))
         return "\t".join(out) + "\n"
-
-
-def _not_null() -> NoReturn:
-    raise Refusal("not_null", "is empty, but the column does not allow empty values")

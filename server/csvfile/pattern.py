@@ -134,12 +134,13 @@ def row_pattern(
 
 
 def with_positions(run: bytes, line: int, offset: int, terminator: str, delimiter: str) -> bytes:
-    """The run's lines for COPY, each followed by its line number and byte offset."""
+    """The run's lines for COPY, each followed by its line number, byte offset and length."""
     end = terminator.encode()
     lines = run.split(end)
     lines.pop()  # a run ends with a line end: the last part is empty
-    starts = accumulate(map(len(end).__add__, map(len, lines)), initial=offset)
-    suffix = (delimiter + "%d" + delimiter + "%d\n").encode()
+    lengths = list(map(len(end).__add__, map(len, lines)))
+    starts = accumulate(lengths, initial=offset)
+    suffix = (delimiter + "%d" + delimiter + "%d" + delimiter + "%d\n").encode()
     # `starts` has one more item than there are lines: the end of the last one.
-    positions = map(suffix.__mod__, zip(range(line, line + len(lines)), starts, strict=False))
-    return b"".join(chain.from_iterable(zip(lines, positions, strict=True)))
+    numbers = zip(range(line, line + len(lines)), starts, lengths, strict=False)
+    return b"".join(chain.from_iterable(zip(lines, map(suffix.__mod__, numbers), strict=True)))

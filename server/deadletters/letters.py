@@ -27,9 +27,11 @@ def read_letter(body: bytes | str, headers: dict[str, Any]) -> DeadLetter:
     """From a Celery task message (`[args, kwargs, embed]`) and its x-death headers."""
     args = json.loads(body)[0]
     deaths = headers.get("x-death") or []
-    first = deaths[-1] if deaths else {}
-    reason = headers.get("x-first-death-reason") or first.get("reason") or "unknown"
-    died_at = first.get("time")
+    # RabbitMQ keeps the deaths most recent first: the last one is why the message is in the
+    # dead-letter queue (a job that waited out a retry first died `expired` in a wait queue).
+    last = deaths[0] if deaths else {}
+    reason = headers.get("x-last-death-reason") or last.get("reason") or "unknown"
+    died_at = last.get("time")
     if isinstance(died_at, (int, float)):
         died_at = datetime.fromtimestamp(died_at, UTC)
     elif isinstance(died_at, datetime) and died_at.tzinfo is None:

@@ -67,6 +67,7 @@ class Job:
     rows_loaded: int
     rows_refused: int
     rows_published: int | None
+    rows_superseded: int  # upsert: lines whose key a later line of the file gave again
     segments: int
     retries: int
     cancel_requested: bool

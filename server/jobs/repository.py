@@ -255,7 +255,12 @@ def _refused_values(job_id: uuid.UUID, row: RefusedRow) -> dict[str, Any]:
 
 
 def complete(
-    connection: Connection, job_id: uuid.UUID, published: int, loaded: int, refused: int
+    connection: Connection,
+    job_id: uuid.UUID,
+    published: int,
+    loaded: int,
+    refused: int,
+    superseded: int = 0,
 ) -> None:
     # clock_timestamp(), not now(): the transaction may have begun long ago (a load in one
     # transaction, a long publish).
@@ -267,9 +272,25 @@ def complete(
             rows_published=published,
             rows_loaded=loaded,
             rows_refused=refused,
+            rows_superseded=superseded,
             checkpoint_offset=jobs.bytes_total,
             finished_at=func.clock_timestamp(),
             updated_at=func.clock_timestamp(),
+        )
+    )
+
+
+def unstage(connection: Connection, job_id: uuid.UUID, refused: int, superseded: int) -> None:
+    """Staged rows that will not be written after all: refused, or superseded by a later
+    line of the file with the same key. The counts still add up to the file's lines."""
+    connection.execute(
+        update(import_jobs)
+        .where(jobs.id == job_id)
+        .values(
+            rows_loaded=jobs.rows_loaded - refused - superseded,
+            rows_refused=jobs.rows_refused + refused,
+            rows_superseded=jobs.rows_superseded + superseded,
+            updated_at=func.now(),
         )
     )
 

@@ -23,6 +23,9 @@ from server.csvfile.reader import Record, RecordReader, encoded_terminator
 # copier thread gets the GIL back soon. One odd line sends at most the rest of a block the
 # careful way.
 BLOCK_BYTES = 64 * 1024
+# A batch also ends once it spans this much of the file: rows of megabytes each must not
+# make BATCH_ROWS of them (times the batches in flight) a worker's whole memory.
+BATCH_BYTES = 8 * 1024 * 1024
 
 READER_PROBLEMS = {
     "encoding": "holds bytes that are not valid in the file's encoding",
@@ -61,12 +64,20 @@ class Batch:
         self.end_offset = run.start_offset + len(run.raw)
         self.next_line = run.first_line + run.rows
 
+    def full(self, rows: int) -> bool:
+        return self.rows >= rows or self.end_offset - self.start_offset >= BATCH_BYTES
+
     def add_record(self, record: Record, converter: RowConverter) -> None:
         if record.problem:
             problem = Problem(None, record.problem, READER_PROBLEMS[record.problem])
             self.refused.append((record, [problem]))
         else:
-            result = converter.copy_line(record.fields, record.line, record.start_offset)
+            result = converter.copy_line(
+                record.fields,
+                record.line,
+                record.start_offset,
+                record.end_offset - record.start_offset,
+            )
             if isinstance(result, str):
                 self.lines.append(result)
                 self.records.append(record)
@@ -130,7 +141,7 @@ class Scanner:
                 batch.add_run(run)
             if batch.end_offset < end or last < 0:
                 self._careful(batch, end)
-            if batch.rows >= self.batch_rows:
+            if batch.full(self.batch_rows):
                 yield batch
                 batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
         if batch.rows or batch.end_offset != batch.start_offset:
@@ -169,7 +180,7 @@ class Scanner:
         for record in records:
             batch.add_record(record, self.converter)
             consumed = True
-            if batch.rows >= self.batch_rows:
+            if batch.full(self.batch_rows):
                 break
         if not consumed:  # only blank lines were left: the file is done
             self.file.seek(0, 2)

@@ -1,69 +1,212 @@
-"""Staged rows into the target, in the job's final transaction.
+"""Staged rows into the target: what the database would refuse is found as sets first, then
+everything else goes in with one INSERT, in the job's final transaction.
 
-`append` inserts; `upsert` inserts new keys and updates rows whose values changed (the
-last line of the file wins for a key given twice). A row that only the database can refuse
-(a key already taken, a foreign key, a check) is found by halving the failing range of
-lines inside savepoints, and becomes a refused row; every other row lands.
+Before the target is touched, steps that each commit and that a continuation never redoes
+(a step finds nothing left to do the second time):
+
+- upsert: a row whose key a later line of the file gives again is superseded (the last line
+  wins): it leaves the staging table and is counted;
+- append: a row whose key (of any unique key of the target whose columns the file fills) is
+  already in the table, or was given at an earlier line of the file, is refused: it leaves
+  the staging table as a refused row.
+
+Then one `INSERT … SELECT` (upsert: `ON CONFLICT … DO UPDATE`) writes the rest, and its
+count of rows must be the count of staged rows left: every line of the file is loaded,
+refused or superseded. Should PostgreSQL still refuse a row (a check, a foreign key, a
+unique index the steps do not see), a probe finds it by halving line ranges over an index
+on the line, in a transaction that is rolled back; the row is refused and the insert runs
+again.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
 from psycopg2 import sql
 
 from server.csvfile.convert import Problem
-from server.csvfile.reader import Record
 from server.loading import staging
 from server.targets import Target
 
-Reread = Callable[[int, int], Record]
+LINE, OFFSET, LENGTH = (sql.Identifier(name) for name in staging.POSITIONS)
 
 
 @dataclass(frozen=True)
 class Publish:
     job_id: uuid.UUID
     target: Target
-    columns: Sequence[str]
+    columns: Sequence[str]  # the target's columns that the file fills
     mode: str
     key_columns: Sequence[str]
+    nulls_distinct: bool = True  # of the upsert key: NULLs never match each other
+
+    @property
+    def staged(self) -> sql.Composed:
+        return staging.table_of(self.job_id)
 
 
-@dataclass
-class Published:
-    rows: int = 0
-    refused: list[tuple[Record, list[Problem]]] = field(default_factory=list)
+@dataclass(frozen=True)
+class Refused:
+    """A staged row PostgreSQL would refuse: where it is in the file, and why."""
+
+    line: int
+    offset: int
+    length: int
+    problem: Problem
 
 
-def publish(cursor: Any, plan: Publish, reread: Reread, end_line: int) -> Published:
-    """Every staged row, from the lines before `end_line` (where the checkpoint stands)."""
-    result = Published()
-    _publish_range(cursor, plan, insert_statement(plan), 0, end_line, reread, result)
-    return result
+def supersede(cursor: Any, plan: Publish) -> int:
+    """Upsert: remove the rows whose key a later line gives again; how many there were."""
+    keys = plan.key_columns
+    same = _same(keys, "s", "d", plan.nulls_distinct)
+    cursor.execute(
+        sql.SQL(
+            "DELETE FROM {staged} s USING (SELECT {keys}, max({line}) AS last FROM {staged} "
+            "GROUP BY {keys} HAVING count(*) > 1) d WHERE {same} AND s.{line} < d.last"
+        ).format(staged=plan.staged, keys=staging.column_list(keys), line=LINE, same=same)
+    )
+    removed: int = cursor.rowcount
+    return removed
 
 
-def _publish_range(
-    cursor: Any,
-    plan: Publish,
-    statement: sql.Composed,
-    low: int,
-    high: int,
-    reread: Reread,
-    result: Published,
+def duplicates(cursor: Any, plan: Publish) -> list[Refused]:
+    """Append: remove and return the rows that a unique key of the target refuses, because
+    the table holds the key already or an earlier line of the file gives it."""
+    found: list[Refused] = []
+    for name, columns in _checkable_keys(plan):
+        found += _duplicates_of(cursor, plan, name, columns)
+    return found
+
+
+def _checkable_keys(plan: Publish) -> Iterator[tuple[str, Sequence[str]]]:
+    for name, columns in plan.target.unique_keys.items():
+        if columns and all(column in plan.columns for column in columns):
+            yield name, columns
+
+
+def _duplicates_of(cursor: Any, plan: Publish, name: str, columns: Sequence[str]) -> list[Refused]:
+    """Two set-based passes, each a hash join: rows whose key the table holds (all of them
+    refused, as a sequential insert would), then rows whose key an earlier line gave."""
+    filled = sql.SQL(" AND ").join(
+        sql.SQL("s.{} IS NOT NULL").format(sql.Identifier(column)) for column in columns
+    )
+    shown = sql.SQL("concat_ws(', ', {})").format(
+        sql.SQL(", ").join(sql.SQL("s.{}::text").format(sql.Identifier(c)) for c in columns)
+    )
+    returning = sql.SQL("RETURNING s.{}, s.{}, s.{}, {}").format(LINE, OFFSET, LENGTH, shown)
+    cursor.execute(
+        sql.SQL("DELETE FROM {} s WHERE {} AND EXISTS (SELECT 1 FROM {} t WHERE {}) {}").format(
+            plan.staged,
+            filled,
+            staging.target_of(plan.target),
+            _same(columns, "t", "s", nulls_distinct=True),
+            returning,
+        )
+    )
+    taken = cursor.fetchall()
+    keys = staging.column_list(columns)
+    cursor.execute(
+        sql.SQL(
+            "DELETE FROM {staged} s USING (SELECT {keys}, min({line}) AS first FROM {staged} "
+            "GROUP BY {keys} HAVING count(*) > 1) d WHERE {filled} AND {same} "
+            "AND s.{line} > d.first {returning}"
+        ).format(
+            staged=plan.staged,
+            keys=keys,
+            line=LINE,
+            filled=filled,
+            same=_same(columns, "s", "d", nulls_distinct=True),
+            returning=returning,
+        )
+    )
+    again = cursor.fetchall()
+    listed = ", ".join(columns)
+    return [
+        Refused(line, offset, length, _duplicate(name, listed, key, taken=True))
+        for line, offset, length, key in taken
+    ] + [
+        Refused(line, offset, length, _duplicate(name, listed, key, taken=False))
+        for line, offset, length, key in again
+    ]
+
+
+def _duplicate(name: str, columns: str, key: str, taken: bool) -> Problem:
+    where = "already exists" if taken else "is given again: an earlier line of the file has it"
+    message = (
+        f'duplicate key value violates unique constraint "{name}": Key ({columns})=({key}) {where}'
+    )
+    return Problem(columns if "," not in columns else None, "duplicate_key", message)
+
+
+def _same(columns: Sequence[str], left: str, right: str, nulls_distinct: bool) -> sql.Composed:
+    equal = "{0}.{2} = {1}.{2}" if nulls_distinct else "{0}.{2} IS NOT DISTINCT FROM {1}.{2}"
+    return sql.SQL(" AND ").join(
+        sql.SQL(equal).format(sql.Identifier(left), sql.Identifier(right), sql.Identifier(c))
+        for c in columns
+    )
+
+
+def insert_statement(plan: Publish, ranged: bool = False) -> sql.Composed:
+    """Every staged row into the target (or those of a range of lines, for a probe)."""
+    columns = staging.column_list(plan.columns)
+    where = (
+        sql.SQL("WHERE {0} >= %(low)s AND {0} < %(high)s").format(LINE) if ranged else sql.SQL("")
+    )
+    statement = sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} {}").format(
+        staging.target_of(plan.target), columns, columns, plan.staged, where
+    )
+    if plan.mode == "append":
+        return statement
+    keys = staging.column_list(plan.key_columns)
+    return statement + sql.SQL(" ON CONFLICT ({}) DO UPDATE SET ").format(keys) + _updates(plan)
+
+
+def _updates(plan: Publish) -> sql.Composable:
+    """Every column the file fills, key included when nothing else is: each row of the file
+    counts once, as an insert or an update, so that the insert's count can be checked."""
+    others = [column for column in plan.columns if column not in plan.key_columns]
+    names = others or list(plan.key_columns)
+    return sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(column)) for column in names
+    )
+
+
+def index_lines(cursor: Any, plan: Publish) -> None:
+    """An index on the line: a probe reads ranges of lines, never the whole table again."""
+    cursor.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{staging.table_name(plan.job_id)}_line"), plan.staged, LINE
+        )
+    )
+
+
+def probe(cursor: Any, plan: Publish) -> list[Refused]:
+    """The rows a sequential insert would refuse, found by halving line ranges inside
+    savepoints. Runs in a transaction that the caller rolls back."""
+    cursor.execute(sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(LINE, plan.staged))
+    low, high = cursor.fetchone()
+    if low is None:
+        return []
+    found: list[Refused] = []
+    _probe_range(cursor, plan, insert_statement(plan, ranged=True), low, high + 1, found)
+    return found
+
+
+def _probe_range(
+    cursor: Any, plan: Publish, statement: sql.Composed, low: int, high: int, found: list[Refused]
 ) -> None:
-    cursor.execute("SAVEPOINT publish_range")
+    cursor.execute("SAVEPOINT probe")
     try:
         cursor.execute(statement, {"low": low, "high": high})
     except (psycopg2.IntegrityError, psycopg2.DataError) as error:
-        cursor.execute("ROLLBACK TO SAVEPOINT publish_range")
-        _split(cursor, plan, statement, low, high, reread, result, error)
+        cursor.execute("ROLLBACK TO SAVEPOINT probe")
+        _split(cursor, plan, statement, low, high, found, error)
         return
-    result.rows += cursor.rowcount
-    cursor.execute("RELEASE SAVEPOINT publish_range")
+    cursor.execute("RELEASE SAVEPOINT probe")
 
 
 def _split(
@@ -72,70 +215,31 @@ def _split(
     statement: sql.Composed,
     low: int,
     high: int,
-    reread: Reread,
-    result: Published,
+    found: list[Refused],
     error: psycopg2.Error,
 ) -> None:
     cursor.execute(
         sql.SQL(
-            "SELECT {0}, {1} FROM {2} WHERE {0} >= %s AND {0} < %s ORDER BY {0} LIMIT 2"
-        ).format(
-            sql.Identifier(staging.LINE),
-            sql.Identifier(staging.OFFSET),
-            staging.table_of(plan.job_id),
-        ),
+            "SELECT {0}, {1}, {2} FROM {3} WHERE {0} >= %s AND {0} < %s ORDER BY {0} LIMIT 2"
+        ).format(LINE, OFFSET, LENGTH, plan.staged),
         (low, high),
     )
     rows = cursor.fetchall()
     if len(rows) == 1:
-        line, offset = rows[0]
-        result.refused.append((reread(offset, line), [staging.database_problem(error)]))
+        line, offset, length = rows[0]
+        found.append(Refused(line, offset, length, staging.database_problem(error)))
+        return
+    if not rows:
         return
     middle = (low + high) // 2
-    _publish_range(cursor, plan, statement, low, middle, reread, result)
-    _publish_range(cursor, plan, statement, middle, high, reread, result)
+    _probe_range(cursor, plan, statement, low, middle, found)
+    _probe_range(cursor, plan, statement, middle, high, found)
 
 
-def insert_statement(plan: Publish) -> sql.Composed:
-    line = sql.Identifier(staging.LINE)
-    columns = staging.column_list(plan.columns)
-    where = sql.SQL("WHERE {0} >= %(low)s AND {0} < %(high)s").format(line)
-    source = staging.table_of(plan.job_id)
-    target = staging.target_of(plan.target)
-    if plan.mode == "append":
-        # No ORDER BY: sorting millions of staged rows costs more than the insert itself,
-        # and a table has no order; which of two equal keys is refused is still decided by
-        # line, since a failing range is split in halves, the first half first.
-        return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
-            target, columns, columns, source, where
-        )
-    keys = staging.column_list(plan.key_columns)
-    return sql.SQL(
-        "INSERT INTO {target} AS t ({columns}) SELECT DISTINCT ON ({keys}) {columns} "
-        "FROM {source} {where} ORDER BY {keys}, {line} DESC ON CONFLICT ({keys}) {action}"
-    ).format(
-        target=target,
-        columns=columns,
-        keys=keys,
-        source=source,
-        where=where,
-        line=line,
-        action=_on_conflict(plan),
+def remove(cursor: Any, plan: Publish, lines: Sequence[int]) -> int:
+    """Take these lines out of the staging table: they are refused."""
+    cursor.execute(
+        sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(plan.staged, LINE), (list(lines),)
     )
-
-
-def _on_conflict(plan: Publish) -> sql.Composable:
-    others = [column for column in plan.columns if column not in plan.key_columns]
-    if not others:
-        return sql.SQL("DO NOTHING")
-    names = staging.column_list(others)
-    excluded = sql.SQL(", ").join(
-        sql.SQL("EXCLUDED.{}").format(sql.Identifier(column)) for column in others
-    )
-    current = sql.SQL(", ").join(
-        sql.SQL("t.{}").format(sql.Identifier(column)) for column in others
-    )
-    # Rows whose values did not change are not rewritten: a second run changes nothing.
-    return sql.SQL("DO UPDATE SET ({}) = ROW({}) WHERE ROW({}) IS DISTINCT FROM ROW({})").format(
-        names, excluded, current, excluded
-    )
+    removed: int = cursor.rowcount
+    return removed

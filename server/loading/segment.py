@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import psycopg2
 from psycopg2 import sql
@@ -25,20 +25,16 @@ from sqlalchemy import Connection, Engine, text
 from server.csvfile.convert import RowConverter
 from server.csvfile.detect import Layout
 from server.csvfile.pattern import row_pattern
-from server.csvfile.reader import Record, read_record
 from server.db import raw_cursor
 from server.jobs import repository
-from server.jobs.model import Checkpoint, Job, JobOptions
+from server.jobs.model import Checkpoint, Job
 from server.jobs.status import JobStatus
 from server.loading import staging
+from server.loading.accounting import JobFailed, OverBudget, check_budget
 from server.loading.batches import Batch, Scanner
-from server.loading.checkpoint import (
-    CheckpointMoved,
-    InOneTransaction,
-    commit_batch,
-    save_refused,
-)
-from server.loading.publish import Publish, publish
+from server.loading.checkpoint import CheckpointMoved, InOneTransaction, commit_batch
+from server.loading.finish import FileLines, Finisher
+from server.loading.publish import Publish
 from server.settings import Settings
 from server.storage import Storage
 from server.targets import Target, load_target
@@ -58,10 +54,6 @@ class Outcome(StrEnum):
     PAUSED = "paused"  # time is up; a continuation must follow
     BUSY = "busy"  # another runner holds the job
     GONE = "gone"  # no such job, or it had already ended
-
-
-class JobFailed(Exception):
-    """The job cannot succeed (over its error budget, say): it ends `failed`."""
 
 
 @dataclass(frozen=True)
@@ -121,14 +113,30 @@ class _Runner:
         except JobFailed as failure:
             self.fail(str(failure))
             return Outcome.FINISHED
+        except psycopg2.errors.QueryCanceled:
+            if not self._cancel_requested():
+                raise  # a statement timeout: a transient fault, retried later
+            self.cancel()
+            return Outcome.FINISHED
         except CheckpointMoved as moved:
             # Someone else has the job now (a replay reset it, or another runner moved it on):
             # this runner's batch rolled back, and it leaves the job to them, unharmed.
             log.warning("%s; leaving the job", moved)
             return Outcome.BUSY
 
+    def _cancel_requested(self) -> bool:
+        if self.connection.in_transaction():
+            self.connection.rollback()
+        with self.connection.begin():
+            return repository.cancel_requested(self.connection, self.job_id)
+
     def _start(self) -> Job | None:
         with self.connection.begin():
+            # The API finds this session by its name to interrupt it when the job is cancelled.
+            self.connection.execute(
+                text("SELECT set_config('application_name', :name, false)"),
+                {"name": session_name(self.job_id)},
+            )
             started = repository.start_segment(self.connection, self.job_id, self.segment.worker)
         if started is None:
             log.info("job %s: not queued or running, nothing to do", self.job_id)
@@ -152,10 +160,12 @@ class _Runner:
         if self._in_one_transaction(job, names):
             try:
                 return self._load_at_once(job, target, names)
-            except (psycopg2.DataError, psycopg2.IntegrityError) as error:
+            except (psycopg2.DataError, psycopg2.IntegrityError, OverBudget) as error:
+                # A row PostgreSQL refused is found, and refused alone, the staged way; a
+                # job over its budget fails there too, with its refused rows committed.
                 self.connection.rollback()
                 log.info(
-                    "job %s: PostgreSQL refused a row (%s); loading it staged instead",
+                    "job %s: %s; loading it staged instead",
                     self.job_id,
                     str(error).strip().splitlines()[0],
                 )
@@ -166,7 +176,7 @@ class _Runner:
             staging.create(raw_cursor(self.connection), self.job_id, target, names)
         plan = self._stage(job, target, names, staging.table_of(self.job_id), positions=True)
         with self.storage.open(job.file_key) as file:
-            stopped, at = self._commit_all(
+            stopped, _ = self._commit_all(
                 job,
                 self._batches(job, plan, file),
                 lambda batch: commit_batch(self.connection, plan, batch),
@@ -174,18 +184,25 @@ class _Runner:
             )
             if stopped is not None:
                 return stopped
-            publishing = Publish(self.job_id, target, plan.loaded, job.mode, job.key_columns)
-            self._publish(
-                job, at, publishing, lambda offset, line: _reread(file, plan.layout, offset, line)
+            publishing = Publish(
+                self.job_id,
+                target,
+                plan.loaded,
+                job.mode,
+                job.key_columns,
+                nulls_distinct=target.nulls_distinct(job.key_columns),
             )
-        return Outcome.FINISHED
+            return self._publish(
+                Finisher(self.connection, publishing, job.options, FileLines(file, plan.layout)),
+            )
 
     def _stage(
         self, job: Job, target: Target, names: list[str | None], into: sql.Composed, positions: bool
     ) -> staging.Stage:
         columns = [None if name is None else target.column(name) for name in names]
         layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
-        converter = RowConverter(columns, job.options.null_markers, positions)
+        keys = job.key_columns if target.nulls_distinct(job.key_columns) else ()
+        converter = RowConverter(columns, job.options.null_markers, positions, keys)
         return staging.Stage(self.job_id, into, names, layout, converter)
 
     def _batches(self, job: Job, plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
@@ -274,29 +291,42 @@ class _Runner:
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
         return at
 
-    def _publish(
-        self, job: Job, at: Checkpoint, plan: Publish, reread: Callable[[int, int], Record]
-    ) -> None:
-        with self.connection.begin():
-            cursor = raw_cursor(self.connection)
-            cursor.execute("SAVEPOINT before_publish")
-            result = publish(cursor, plan, reread, at.line)
-            loaded = at.rows_loaded - len(result.refused)
-            refused = at.rows_refused + len(result.refused)
-            save_refused(self.connection, self.job_id, result.refused)
+    def _publish(self, finisher: Finisher) -> Outcome:
+        """The set-based steps, then the one insert; rows PostgreSQL still refuses are found
+        and refused, and the insert runs again without them."""
+        if not finisher.prepare():
+            self.cancel()
+            return Outcome.FINISHED
+        while True:
             try:
-                check_budget(job.options, loaded, refused, final=True)
-            except JobFailed:
-                cursor.execute("ROLLBACK TO SAVEPOINT before_publish")
-                save_refused(self.connection, self.job_id, result.refused)
-                raise
-            self._complete(result.rows, loaded, refused)
-        log.info(
-            "job %s: completed, %s rows published, %s refused", self.job_id, result.rows, refused
-        )
+                with self.connection.begin():
+                    written, now = finisher.insert()
+                    self._complete(written, written, now.rows_refused, now.rows_superseded)
+            except (psycopg2.IntegrityError, psycopg2.DataError) as error:
+                log.info(
+                    "job %s: the insert was refused (%s); finding the rows",
+                    self.job_id,
+                    str(error).strip().splitlines()[0],
+                )
+                if not finisher.refuse_what_fails():
+                    raise JobFailed(
+                        f"PostgreSQL refused the rows together but none alone: {error}"
+                    ) from error
+                if finisher.cancelled:
+                    self.cancel()
+                    return Outcome.FINISHED
+                continue
+            log.info(
+                "job %s: completed, %s rows written, %s refused, %s superseded",
+                self.job_id,
+                written,
+                now.rows_refused,
+                now.rows_superseded,
+            )
+            return Outcome.FINISHED
 
-    def _complete(self, published: int, loaded: int, refused: int) -> None:
-        repository.complete(self.connection, self.job_id, published, loaded, refused)
+    def _complete(self, published: int, loaded: int, refused: int, superseded: int = 0) -> None:
+        repository.complete(self.connection, self.job_id, published, loaded, refused, superseded)
         staging.drop(raw_cursor(self.connection), self.job_id)
         self._end_segment(JobStatus.COMPLETED)
 
@@ -336,20 +366,18 @@ def fail_job(engine: Engine, job_id: uuid.UUID, error: str) -> None:
         end_job(connection, job_id, JobStatus.FAILED, error)
 
 
-def check_budget(options: JobOptions, loaded: int, refused: int, final: bool) -> None:
-    limit = options.max_errors
-    if limit is not None and refused > limit:
-        raise JobFailed(
-            f"{refused} rows refused, more than max_errors={limit}; "
-            "nothing was written to the target"
-        )
-    rate = options.max_error_rate
-    seen = loaded + refused
-    if rate is not None and final and seen and refused / seen > rate:
-        raise JobFailed(
-            f"{refused} of {seen} rows refused ({refused / seen:.1%}), more than "
-            f"max_error_rate={rate:.1%}; nothing was written to the target"
-        )
+def session_name(job_id: uuid.UUID) -> str:
+    """The application_name of the database session that loads a job."""
+    return f"csv-import job {job_id}"
+
+
+def interrupt(connection: Connection, job_id: uuid.UUID) -> None:
+    """Cancel the statement a job's session is running (the job was cancelled): the
+    worker sees the cancel at once instead of at the end of a long statement."""
+    connection.execute(
+        text("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+        {"name": session_name(job_id)},
+    )
 
 
 def describe(error: BaseException) -> str:
@@ -366,12 +394,3 @@ def _checkpoint_of(job: Job) -> Checkpoint:
         job.rows_refused,
         cancel_requested=False,
     )
-
-
-def _reread(file: Any, layout: Layout, offset: int, line: int) -> Record:
-    position = file.tell()
-    try:
-        record = read_record(file, layout, offset, line)
-    finally:
-        file.seek(position)
-    return record or Record(line, [], [], offset, offset, line)

@@ -22,6 +22,7 @@ from server.csvfile.detect import Layout
 from server.csvfile.pattern import encoding_for_copy, with_positions
 from server.csvfile.reader import Record
 from server.loading import judge
+from server.loading.accounting import expect_written
 from server.loading.batches import Batch, Run, careful_batch
 from server.targets import Target
 
@@ -29,7 +30,10 @@ SCHEMA = "import_staging"
 MAX_COLUMNS = 1600
 # COPY sends what it reads from the source in messages of this size.
 _COPY_BUFFER = 1 << 20
-LINE, OFFSET = "_line", "_offset"
+# Where each staged row came from in the file: its line, byte offset and length in bytes
+# (so that a row refused at publish is read back from the file as it was written).
+LINE, OFFSET, LENGTH = "_line", "_offset", "_length"
+POSITIONS = (LINE, OFFSET, LENGTH)
 _PREFIX = "job_"
 _CONTEXT_COLUMN = re.compile(r"column (\w+):")
 
@@ -100,12 +104,13 @@ def create(cursor: Any, job_id: uuid.UUID, target: Target, columns: Sequence[str
     cursor.execute(
         sql.SQL(
             "CREATE UNLOGGED TABLE IF NOT EXISTS {} AS SELECT {}, NULL::bigint AS {}, "
-            "NULL::bigint AS {} FROM {} WITH NO DATA"
+            "NULL::bigint AS {}, NULL::integer AS {} FROM {} WITH NO DATA"
         ).format(
             table_of(job_id),
             sql.SQL(", ").join(fields),
             sql.Identifier(LINE),
             sql.Identifier(OFFSET),
+            sql.Identifier(LENGTH),
             target_of(target),
         )
     )
@@ -142,7 +147,7 @@ class Stage:
     def copy_columns(self, run: bool) -> sql.Composable:
         names = file_columns(self.columns) if run else self.loaded
         if self.converter.positions:
-            names = [*names, LINE, OFFSET]
+            names = [*names, LINE, OFFSET, LENGTH]
         return column_list(names)
 
 
@@ -154,10 +159,13 @@ def stage(
 ) -> list[tuple[Record, list[Problem]]]:
     """COPY the batch; what PostgreSQL refused comes back as refused rows. Without
     `careful`, a refusal is an error instead (no savepoints: a long transaction with
-    hundreds of them slows every later statement down)."""
+    hundreds of them slows every later statement down). PostgreSQL's count of the rows it
+    copied must be the batch's records less those refused."""
     refused, lines, records = list(batch.refused), list(batch.lines), list(batch.records)
     pending = list(batch.pending)
-    if batch.runs and not copy_runs(cursor, plan, batch.runs, careful):
+    copied = copy_runs(cursor, plan, batch.runs, careful) if batch.runs else 0
+    if copied is None:
+        copied = 0
         for run in batch.runs:
             redone = careful_batch(run, plan.layout, plan.converter)
             refused += redone.refused
@@ -175,13 +183,19 @@ def stage(
     if not careful:
         if lines:
             cursor.copy_expert(statement, io.StringIO("".join(lines)))
-        return refused
-    return refused + _copy_or_split(cursor, statement, lines, records)
+            copied += cursor.rowcount
+    else:
+        more, count = _copy_or_split(cursor, statement, lines, records)
+        refused += more
+        copied += count
+    expect_written("a batch", batch.rows - len(refused), copied)
+    return refused
 
 
-def copy_runs(cursor: Any, plan: Stage, runs: list[Run], careful: bool) -> bool:
-    """COPY runs of lines as they are in the file, in one statement; False if PostgreSQL
-    refused any of them (a key already taken, say), and then nothing of them is written."""
+def copy_runs(cursor: Any, plan: Stage, runs: list[Run], careful: bool) -> int | None:
+    """COPY runs of lines as they are in the file, in one statement: how many rows; None if
+    PostgreSQL refused any of them (a key already taken, say), and then nothing of them is
+    written."""
     statement = sql.SQL(
         "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {}, FORCE_NULL ({}))"
     ).format(
@@ -194,35 +208,43 @@ def copy_runs(cursor: Any, plan: Stage, runs: list[Run], careful: bool) -> bool:
     data = io.BytesIO(b"".join(map(plan.copy_data, runs)))
     if not careful:
         cursor.copy_expert(statement, data, size=_COPY_BUFFER)
-        return True
+        copied: int = cursor.rowcount
+        return copied
     cursor.execute("SAVEPOINT copy_runs")
     try:
         cursor.copy_expert(statement, data, size=_COPY_BUFFER)
     except (psycopg2.DataError, psycopg2.IntegrityError):
         cursor.execute("ROLLBACK TO SAVEPOINT copy_runs")
-        return False
+        return None
+    copied = cursor.rowcount
     cursor.execute("RELEASE SAVEPOINT copy_runs")
-    return True
+    return copied
+
+
+Refusals = list[tuple[Record, list[Problem]]]
 
 
 def _copy_or_split(
     cursor: Any, statement: sql.Composed, lines: list[str], records: list[Record]
-) -> list[tuple[Record, list[Problem]]]:
+) -> tuple[Refusals, int]:
+    """COPY the lines; those PostgreSQL refuses, found by halving, come back refused. The
+    rows refused, and how many rows were copied."""
     if not lines:
-        return []
+        return [], 0
     cursor.execute("SAVEPOINT copy_rows")
     try:
         cursor.copy_expert(statement, io.StringIO("".join(lines)))
     except (psycopg2.DataError, psycopg2.IntegrityError) as error:
         cursor.execute("ROLLBACK TO SAVEPOINT copy_rows")
         if len(lines) == 1:
-            return [(records[0], [database_problem(error)])]
+            return [(records[0], [database_problem(error)])], 0
         half = len(lines) // 2
-        return _copy_or_split(cursor, statement, lines[:half], records[:half]) + _copy_or_split(
-            cursor, statement, lines[half:], records[half:]
-        )
+        first, first_copied = _copy_or_split(cursor, statement, lines[:half], records[:half])
+        second, second_copied = _copy_or_split(cursor, statement, lines[half:], records[half:])
+        return first + second, first_copied + second_copied
+    copied: int = cursor.rowcount
     cursor.execute("RELEASE SAVEPOINT copy_rows")
-    return []
+    return [], copied
 
 
 _CODES = {

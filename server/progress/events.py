@@ -30,6 +30,7 @@ class Progress:
     bytes_done: int
     bytes_total: int
     error: str | None = None
+    rows_superseded: int = 0
 
     @classmethod
     def of(cls, job: Job) -> Progress:
@@ -40,6 +41,7 @@ class Progress:
             job.bytes_done,
             job.bytes_total,
             job.error,
+            job.rows_superseded,
         )
 
     @property
@@ -57,6 +59,7 @@ def event_fields(
         "status": progress.status.value,
         "rows_loaded": progress.rows_loaded,
         "rows_refused": progress.rows_refused,
+        "rows_superseded": progress.rows_superseded,
         "bytes_done": progress.bytes_done,
         "bytes_total": total,
         "percent": percent,

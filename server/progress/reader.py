@@ -70,8 +70,9 @@ async def _from_redis(
                     return
         if not found:
             job = await load_job()
-            if job.status.finished and not await client.exists(stream):
-                # The job ended without Redis hearing of it: its row has the final word.
+            if job.status.finished:
+                # The job ended and Redis has not heard of it (the worker writes the end only
+                # after committing it, and may have died in between): its row has the last word.
                 yield sse(event_fields(Progress.of(job)), None)
                 return
 

@@ -1,0 +1,134 @@
+"""The end of a staged job: superseded and refused rows found as sets, each step committed
+on its own, then the one atomic insert, whose count is checked against the staged rows.
+
+A step that has run leaves nothing for itself to find again, so a continuation (after a
+soft time limit, a crash) picks up where the last committed step left off. A cancel is
+seen between steps, and during a statement (the API interrupts the job's session).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from sqlalchemy import Connection
+
+from server.csvfile.detect import Layout
+from server.db import raw_cursor
+from server.jobs import repository
+from server.jobs.model import Job, JobOptions, RefusedRow
+from server.loading import publish
+from server.loading.accounting import check_budget, expect_written
+from server.loading.publish import Publish, Refused
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileLines:
+    """A record's text as it is in the file, read back by its offset and length."""
+
+    file: BinaryIO
+    layout: Layout
+
+    def raw(self, offset: int, length: int) -> str:
+        self.file.seek(offset)
+        text = self.file.read(length).decode(self.layout.encoding, "replace")
+        for end in ("\r\n", "\n", "\r"):
+            if text.endswith(end):
+                return text[: -len(end)]
+        return text
+
+
+class Finisher:
+    def __init__(
+        self, connection: Connection, plan: Publish, options: JobOptions, lines: FileLines
+    ) -> None:
+        self.connection = connection
+        self.plan = plan
+        self.options = options
+        self.lines = lines
+
+    @property
+    def cancelled(self) -> bool:
+        with self.connection.begin():
+            return repository.cancel_requested(self.connection, self.plan.job_id)
+
+    def prepare(self) -> bool:
+        """The steps before the insert; False if the job was cancelled meanwhile."""
+        steps: list[Callable[[Any], tuple[list[Refused], int]]] = (
+            [self._supersede] if self.plan.mode == "upsert" else [self._duplicates]
+        )
+        for step in steps:
+            if self.cancelled:
+                return False
+            self._commit_step(step)
+        return not self.cancelled
+
+    def _supersede(self, cursor: Any) -> tuple[list[Refused], int]:
+        return [], publish.supersede(cursor, self.plan)
+
+    def _duplicates(self, cursor: Any) -> tuple[list[Refused], int]:
+        return publish.duplicates(cursor, self.plan), 0
+
+    def _commit_step(self, step: Callable[[Any], tuple[list[Refused], int]]) -> None:
+        with self.connection.begin():
+            refused, superseded = step(raw_cursor(self.connection))
+            self._record(refused, superseded)
+        self._within_budget(final=False)
+
+    def _record(self, refused: list[Refused], superseded: int = 0) -> None:
+        rows = [self._refused_row(found) for found in refused]
+        repository.save_refused(self.connection, self.plan.job_id, rows)
+        repository.unstage(self.connection, self.plan.job_id, len(rows), superseded)
+        if rows or superseded:
+            log.info(
+                "job %s: %s staged rows refused, %s superseded",
+                self.plan.job_id,
+                len(rows),
+                superseded,
+            )
+
+    def _refused_row(self, found: Refused) -> RefusedRow:
+        problem = found.problem
+        raw = self.lines.raw(found.offset, found.length).replace("\x00", "\ufffd")
+        return RefusedRow(
+            found.line, problem.column, problem.code, problem.message, raw, (problem.as_dict(),)
+        )
+
+    def _within_budget(self, final: bool) -> Job:
+        job = repository.get_job(self.connection, self.plan.job_id)
+        self.connection.commit()
+        assert job is not None
+        check_budget(self.options, job.rows_loaded, job.rows_refused, final)
+        return job
+
+    def insert(self) -> tuple[int, Job]:
+        """In the caller's transaction: every staged row left into the target. The count
+        PostgreSQL reports must be the staged rows left, or nothing is written."""
+        job = repository.get_job(self.connection, self.plan.job_id)
+        assert job is not None
+        check_budget(self.options, job.rows_loaded, job.rows_refused, final=True)
+        cursor = raw_cursor(self.connection)
+        cursor.execute(publish.insert_statement(self.plan))
+        written: int = cursor.rowcount
+        expect_written("the staged rows", job.rows_loaded, written)
+        return written, job
+
+    def refuse_what_fails(self) -> int:
+        """After the insert failed: find the rows a sequential insert would refuse (in a
+        transaction rolled back), then refuse them and take them out; how many."""
+        with self.connection.begin():
+            publish.index_lines(raw_cursor(self.connection), self.plan)
+        transaction = self.connection.begin()
+        try:
+            found = publish.probe(raw_cursor(self.connection), self.plan)
+        finally:
+            transaction.rollback()
+        with self.connection.begin():
+            publish.remove(raw_cursor(self.connection), self.plan, [f.line for f in found])
+            self._record(found)
+        self._within_budget(final=False)
+        return len(found)
