@@ -109,6 +109,27 @@ def test_a_reconnect_after_an_end_that_never_reached_redis_gets_the_end_from_the
     assert [(e.kind, e.data["rows_loaded"]) for e in events] == [("completed", 10)]
 
 
+def test_a_stream_that_stays_quiet_for_a_while_still_follows_redis(
+    client: httpx.Client, workers: StartWorker, table: MakeTable
+) -> None:
+    """A job that waits for a worker longer than one blocking read of the stream: its
+    events still come from Redis (each with its stream id), not from polling the job row."""
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(20_000)), table()).json()
+    seen: list[Event] = []
+    with client.stream("GET", job["events_url"], timeout=60) as response:
+        for event in read_events(response.iter_lines()):
+            seen.append(event)
+            if len(seen) == 1:
+                time.sleep(7)  # longer than a read's block (5 s), nothing happening
+                workers(batch_rows=2000)
+            if event.kind == "completed":
+                break
+    streamed = seen[1:]
+    assert streamed, "events after the quiet spell"
+    assert all(event.id for event in streamed), "every later event came from the stream"
+    assert streamed[-1].kind == "completed"
+
+
 def test_an_unknown_job_has_no_events(client: httpx.Client) -> None:
     response = client.get("/imports/00000000-0000-0000-0000-000000000000/events")
     assert response.status_code == 404

@@ -38,7 +38,11 @@ def sse(fields: dict[str, Any], event_id: str | None) -> ServerSentEvent:
 async def follow(
     job_id: uuid.UUID, last_id: str | None, redis_url: str, load_job: LoadJob
 ) -> AsyncIterator[ServerSentEvent]:
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    # A read waits up to BLOCK_MS for new entries: the socket must wait longer than that, or
+    # every quiet stream would look like Redis gone (redis-py's own default is 5 seconds).
+    client = aioredis.Redis.from_url(
+        redis_url, socket_connect_timeout=2, socket_timeout=BLOCK_MS / 1000 + 5
+    )
     try:
         async for event in _from_redis(client, job_id, last_id, load_job):
             yield event
