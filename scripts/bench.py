@@ -4,6 +4,7 @@
     python scripts/bench.py --rows 100000 5000000 --runs 1
     python scripts/bench.py --small-during 5000000   # a 100-row job while a big one runs
     python scripts/bench.py --upload-only 10000000   # API memory while receiving ~1 GB
+    python scripts/bench.py --overlap 1000000        # an append whose first 5% are there
     python scripts/bench.py --json
 
 Each run times the baseline (`psql \\copy` into an identical table with its primary key)
@@ -277,12 +278,54 @@ def upload_only(http: httpx.Client, running: dict[str, Process], rows: int) -> d
     return figures
 
 
+def overlap(http: httpx.Client, rows: int, share: float = 0.05) -> dict[str, Any]:
+    """Yesterday's export overlapping today's: the first `share` of the file's keys are in
+    the table already. Every other row must land, those be refused as duplicates, in one
+    job, next to psql's \\copy of the whole file into an empty table."""
+    path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
+    taken = int(rows * share)
+    baseline = psql_copy(path)
+    DB.execute(
+        "TRUNCATE bench.pipeline; INSERT INTO bench.pipeline SELECT * FROM bench.baseline "
+        "WHERE id <= %s",
+        (taken,),
+    )
+    start = time.perf_counter()
+    job = upload(http, path, "bench.pipeline")
+    final = until_done(http, job)
+    seconds = time.perf_counter() - start
+    if (final["rows_loaded"], final["rows_refused"]) != (rows - taken, taken):
+        raise SystemExit(f"expected {rows - taken} loaded and {taken} refused: {final}")
+    if DB.fingerprint("bench.baseline") != DB.fingerprint("bench.pipeline"):
+        raise SystemExit("the table differs from psql's copy of the whole file")
+    figures = {
+        "rows": rows,
+        "already_there": taken,
+        "baseline_seconds": round(baseline, 2),
+        "pipeline_seconds": round(seconds, 2),
+        "ratio": round(seconds / baseline, 2),
+    }
+    print(
+        f"  {rows:,} rows, the first {taken:,} keys already in the table: psql \\copy of the "
+        f"whole file {baseline:.2f} s, pipeline {seconds:.2f} s ({taken:,} refused as "
+        f"duplicates), ratio {seconds / baseline:.2f}",
+        flush=True,
+    )
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small-during", type=int, metavar="ROWS")
     parser.add_argument("--upload-only", type=int, metavar="ROWS")
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        metavar="ROWS",
+        help="an append whose first 5%% of keys are in the table already",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     prepare()
@@ -294,6 +337,8 @@ def main() -> int:
     ):
         if args.upload_only:
             report["upload"] = upload_only(http, running, args.upload_only)
+        elif args.overlap:
+            report["overlap"] = overlap(http, args.overlap)
         elif args.small_during:
             report["small_during"] = small_during(http, args.small_during)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine
@@ -48,3 +49,16 @@ def raw_cursor(connection: Connection) -> Any:
     """A psycopg2 cursor in the connection's own transaction, for COPY and statements
     composed with psycopg2.sql."""
     return connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+COPY_NULL = "\\N"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: str | None) -> str:
+    """A value in COPY's text format (NULL as \\N). The caller keeps NUL out: COPY cannot
+    carry it."""
+    if value is None:
+        return COPY_NULL
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value

@@ -229,9 +229,10 @@ def test_the_steps_before_the_insert_find_nothing_the_second_time(
         assert publish.supersede(cursor, upsert) == 3
         assert publish.supersede(cursor, upsert) == 0
         append = publish.Publish(job_id, reflected, ["id", "name"], "append", [])
-        assert [(f.line, f.problem.code) for f in publish.duplicates(cursor, append)] == [
+        assert [(f.line, f.problem.code) for f in publish.taken(cursor, append)] == [
             (2, "duplicate_key")
         ]
-        assert publish.duplicates(cursor, append) == []
+        assert publish.taken(cursor, append) == []
+        assert publish.repeated(cursor, append) == []
         staging.drop(cursor, job_id)
     engine.dispose()

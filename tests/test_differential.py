@@ -64,21 +64,21 @@ COLUMNS = {
     "tx": "text",
     "vc": "varchar(5)",
     "ch": "char(3)",
-    "e": f"{TEST_SCHEMA}.mood",
+    "e": f"{TEST_SCHEMA}.every_mood",
 }
 
 
 @pytest.fixture(scope="module")
 def columns(db: Database) -> Iterator[dict[str, Column]]:
-    db.execute(f"DROP TABLE IF EXISTS {TABLE}; DROP TYPE IF EXISTS {TEST_SCHEMA}.mood")
-    db.execute(f"CREATE TYPE {TEST_SCHEMA}.mood AS ENUM ('happy', 'sad', 'so-so')")
+    db.execute(f"DROP TABLE IF EXISTS {TABLE}; DROP TYPE IF EXISTS {TEST_SCHEMA}.every_mood")
+    db.execute(f"CREATE TYPE {TEST_SCHEMA}.every_mood AS ENUM ('happy', 'sad', 'so-so')")
     db.execute(f"CREATE TABLE {TABLE} ({', '.join(f'{n} {t}' for n, t in COLUMNS.items())})")
     engine = create_engine(ENV["DATABASE_URL"])
     with engine.connect() as connection:
         target = load_target(connection, TABLE, [f"{TEST_SCHEMA}.*"])
     engine.dispose()
     yield {column.name: column for column in target.columns}
-    db.execute(f"DROP TABLE IF EXISTS {TABLE}; DROP TYPE IF EXISTS {TEST_SCHEMA}.mood")
+    db.execute(f"DROP TABLE IF EXISTS {TABLE}; DROP TYPE IF EXISTS {TEST_SCHEMA}.every_mood")
 
 
 @pytest.fixture(scope="module")

@@ -479,6 +479,166 @@ def test_a_stalled_upload_times_out_with_a_408_and_leaves_no_job_and_no_file(
     assert_healthy(base_url)
 
 
+# A table with every type the loader knows, a good row for it, and hostile values: each
+# case is (column, value, whether PostgreSQL refuses it). The refused ones must each cost
+# exactly their row; the others land with PostgreSQL's own reading.
+EVERY_TYPE = {
+    "line": "int",
+    "i2": "int2",
+    "i4": "int4",
+    "i8": "int8",
+    "n": "numeric",
+    "n52": "numeric(5, 2)",
+    "f4": "float4",
+    "f8": "float8",
+    "b": "boolean",
+    "d": "date",
+    "ts": "timestamp",
+    "tstz": "timestamptz",
+    "t": "time",
+    "u": "uuid",
+    "j": "json",
+    "jb": "jsonb",
+    "tx": "text",
+    "vc": "varchar(5)",
+    "ch": "char(3)",
+    "e": "importtest.hostile_mood",
+}
+GOOD_ROW = {
+    "i2": "7",
+    "i4": "42",
+    "i8": "-9000000000",
+    "n": "3.14159",
+    "n52": "123.45",
+    "f4": "1.5",
+    "f8": "2.25e10",
+    "b": "true",
+    "d": "2024-02-29",
+    "ts": "2024-01-02 03:04:05.123456",
+    "tstz": "2024-01-02T03:04:05Z",
+    "t": "12:30:00",
+    "u": "12345678-1234-5678-1234-567812345678",
+    "j": '"{""a"": [1, 2]}"',
+    "jb": '"{""b"": null}"',
+    "tx": "plain text",
+    "vc": "abc",
+    "ch": "FR",
+    "e": "happy",
+}
+DEEP = "[" * 100_000 + "]" * 100_000
+HOSTILE = [
+    ("i8", "1" + "0" * 5000, True),
+    ("n52", "1e999999", True),
+    ("n", "1e-999999", True),
+    ("n52", "9" * 5000, True),
+    ("j", DEEP, True),
+    ("jb", DEEP, True),
+    ("jb", '"""\\u0000"""', True),
+    ("i4", "\u0661\u0662\u0663", True),
+    ("i2", "32768", True),
+    ("f4", "1e39", True),
+    ("f8", "1e999", True),
+    ("b", "maybe", True),
+    ("d", "31/12/2024", True),
+    ("d", "today", True),
+    ("d", "2023-02-29", True),
+    ("ts", "2020-01-01T00:00:00+02:00", True),
+    ("t", "25:00:00", True),
+    ("u", "not-a-uuid", True),
+    ("vc", "too long", True),
+    ("ch", "FRAN", True),
+    ("e", "meh", True),
+    ("tx", "nul\x00byte", True),
+    ("i4", " 42 ", False),
+    ("i8", "+0017", False),
+    ("n52", "1.005", False),
+    ("n", "1e3", False),
+    ("f8", "1.5e300", False),
+    ("f4", "-Infinity", False),
+    ("b", "YE", False),
+    ("d", "Jan 2 2024", False),
+    ("ts", "2020-01-01T00:00:00.1234567", False),
+    ("tstz", "2024-01-01 10:00 EST", False),
+    ("u", "{12345678-1234-5678-1234-567812345678}", False),
+    ("jb", '"{""a"":1,""a"":2}"', False),
+    ("vc", "abc   ", False),
+    ("n", "NaN", False),
+]
+# The values thousands of characters long go in a few rows only: the file stays ~200 MB.
+RARE = {case for case in HOSTILE if len(case[1]) > 1000}
+
+
+def hostile_lines(rows: int, every: int) -> Iterator[tuple[str, bool]]:
+    """The file's data lines, and whether each must be refused. The first thousand lines
+    are good: a NUL byte among a file's first bytes makes it not a text file at all."""
+    common = [case for case in HOSTILE if case not in RARE]
+    rare_at = {every * (n + 1) * 997: case for n, case in enumerate(sorted(RARE))}
+    for line in range(2, rows + 2):
+        values = dict(GOOD_ROW)
+        refused = False
+        case = rare_at.get(line) or (
+            common[(line // every) % len(common)] if line % every == 0 and line > 1000 else None
+        )
+        if case is not None:
+            column, value, refused = case
+            values[column] = value
+        yield ",".join([str(line), *(values[name] for name in GOOD_ROW)]) + "\n", refused
+
+
+def test_a_million_rows_with_every_kind_of_hostile_value_complete_refusing_exactly_those(
+    roomy_api: tuple[str, Process],
+    worker: Process,
+    table: MakeTable,
+    db: Database,
+    api_key: str,
+    tmp_path: Path,
+) -> None:
+    rows, every = 1_000_000, 10
+    db.execute(
+        "DO $$ BEGIN CREATE TYPE importtest.hostile_mood AS ENUM ('happy', 'sad'); "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    ddl = "(" + ", ".join(f"{name} {kind}" for name, kind in EVERY_TYPE.items()) + ")"
+    target, reference = table(ddl), table(ddl)
+    header = ",".join(EVERY_TYPE) + "\n"
+    path, fine = tmp_path / "hostile.csv", tmp_path / "fine.csv"
+    expected = []
+    with path.open("w", encoding="utf-8") as all_lines, fine.open("w") as kept:
+        all_lines.write(header)
+        kept.write(header)
+        for text, refused in hostile_lines(rows, every):
+            all_lines.write(text)
+            if refused:
+                expected.append(int(text.split(",", 1)[0]))
+            else:
+                kept.write(text)
+    with db.connect() as connection, connection.cursor() as cursor, fine.open("rb") as source:
+        cursor.execute("SET datestyle = 'ISO, MDY'; SET timezone = 'UTC'")
+        cursor.copy_expert(f"COPY {reference} FROM STDIN WITH (FORMAT csv, HEADER true)", source)
+
+    client = httpx.Client(base_url=roomy_api[0], headers=bearer(api_key), timeout=600)
+    with path.open("rb") as content:
+        accepted = client.post(
+            "/imports",
+            files={"file": ("hostile.csv", content, "text/csv")},
+            data={"target": target},
+        )
+    assert accepted.status_code == 202, accepted.text
+    job = wait_for_job(client, accepted.json()["id"], timeout=900)
+
+    assert job["status"] == "completed", job
+    assert (job["rows_loaded"], job["rows_refused"]) == (rows - len(expected), len(expected))
+    lines: list[int] = []
+    after = 0
+    while page := client.get(
+        f"/imports/{job['id']}/errors", params={"after_line": after, "limit": 1000}
+    ).json()["items"]:
+        lines += [item["line"] for item in page]
+        after = page[-1]["line"]
+    assert lines == expected
+    assert db.fingerprint(target) == db.fingerprint(reference)
+
+
 def test_after_all_this_the_api_is_still_the_same_process_and_healthy(
     api_process: Process,
     api: str,

@@ -27,13 +27,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import NoReturn
 
+from server.db import COPY_NULL, copy_text
 from server.targets import Column
 
 Converter = Callable[[str], str]
 
-NULL = "\\N"
-_SPECIAL = re.compile(r"[\\\t\n\r]")
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+NULL = COPY_NULL
 _INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
 # Digits that always fit the type, whatever they are.
 _SAFE_DIGITS = {"int2": 4, "int4": 9, "int8": 18}
@@ -96,7 +95,7 @@ class Problem:
 def escape(value: str) -> str:
     if "\x00" in value:
         raise Refusal("nul_character", "holds a NUL character, which PostgreSQL cannot store")
-    return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+    return copy_text(value)
 
 
 def integer(kind: str) -> Converter:

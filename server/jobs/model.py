@@ -123,17 +123,19 @@ class RefusedRow:
     code: str
     message: str
     raw: str
+    # Every problem of the row; stored only when there is more than the first one.
     errors: tuple[Mapping[str, str | None], ...]
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RefusedRow:
+        first = {"column": row["column"], "code": row["code"], "message": row["message"]}
         return cls(
             row["line"],
             row["column"],
             row["code"],
             row["message"],
             row["raw"],
-            tuple(row["errors"]),
+            tuple(row["errors"]) or (first,),
         )
 
 

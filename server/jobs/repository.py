@@ -8,6 +8,8 @@ rows and the job's checkpoint commit together. Jobs come back as frozen `Job` re
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
@@ -26,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from server.db import copy_text, raw_cursor
 from server.jobs.model import Checkpoint, Job, RefusedRow, SegmentRecord, Totals
 from server.jobs.status import ACTIVE, FINISHED, JobStatus
 from server.jobs.tables import import_jobs, import_segments, refused_rows
@@ -238,20 +241,32 @@ def cancel_requested(connection: Connection, job_id: uuid.UUID) -> bool:
 
 
 def save_refused(connection: Connection, job_id: uuid.UUID, rows: Sequence[RefusedRow]) -> None:
-    if rows:
-        connection.execute(insert(refused_rows), [_refused_values(job_id, row) for row in rows])
-
-
-def _refused_values(job_id: uuid.UUID, row: RefusedRow) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "line": row.line,
-        "column": row.column,
-        "code": row.code,
-        "message": row.message,
-        "raw": row.raw,
-        "errors": [dict(e) for e in row.errors],
-    }
+    """With COPY: a file can have millions of refused rows. A row's list of problems is
+    stored only when it has more than its first (which its own columns hold)."""
+    if not rows:
+        return
+    job = str(job_id)
+    lines = (
+        "\t".join(
+            (
+                job,
+                str(row.line),
+                copy_text(row.column),
+                copy_text(row.code),
+                copy_text(row.message),
+                copy_text(row.raw),
+                copy_text(json.dumps([dict(e) for e in row.errors]))
+                if len(row.errors) > 1
+                else "[]",
+            )
+        )
+        + "\n"
+        for row in rows
+    )
+    raw_cursor(connection).copy_expert(
+        'COPY refused_rows (job_id, line, "column", code, message, raw, errors) FROM STDIN',
+        io.StringIO("".join(lines)),
+    )
 
 
 def complete(

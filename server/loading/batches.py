@@ -57,6 +57,8 @@ class Batch:
     # Records with values that PostgreSQL must judge before they are lines or refusals.
     pending: list[tuple[Record, Pending]] = field(default_factory=list)
     rows: int = 0
+    # The runs as COPY gets them, made by the reading thread (see staging.Stage.prepare).
+    run_data: bytes = b""
 
     def add_run(self, run: Run) -> None:
         self.runs.append(run)

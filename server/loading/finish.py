@@ -9,10 +9,13 @@ seen between steps, and during a statement (the API interrupts the job's session
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import psycopg2
+import psycopg2.errors
 from sqlalchemy import Connection
 
 from server.csvfile.detect import Layout
@@ -50,33 +53,57 @@ class Finisher:
         self.plan = plan
         self.options = options
         self.lines = lines
+        self.steps_done: set[str] = set()
 
     @property
     def cancelled(self) -> bool:
         with self.connection.begin():
             return repository.cancel_requested(self.connection, self.plan.job_id)
 
-    def prepare(self) -> bool:
-        """The steps before the insert; False if the job was cancelled meanwhile."""
-        steps: list[Callable[[Any], tuple[list[Refused], int]]] = (
-            [self._supersede] if self.plan.mode == "upsert" else [self._duplicates]
-        )
-        for step in steps:
-            if self.cancelled:
-                return False
-            self._commit_step(step)
+    def prepare(self, duplicates_expected: bool) -> bool:
+        """The steps before the insert; False if the job was cancelled meanwhile. An
+        append looks for duplicate keys first only if it expects some (its load in one
+        transaction met one): otherwise the insert tries first, and a duplicate it meets
+        sends it to `refuse_duplicates`."""
+        if self.cancelled:
+            return False
+        if self.plan.mode == "upsert":
+            self._commit_step(self._supersede)
+        elif duplicates_expected:
+            self.refuse_duplicates()
         return not self.cancelled
+
+    def refuse_duplicates(self) -> bool:
+        """Append: refuse the rows a unique key of the target refuses, the keys the table
+        holds first, those the file gives twice next (one step each, once each); False
+        when both have run."""
+        for step in (self._taken, self._repeated):
+            if step.__name__ not in self.steps_done:
+                self.steps_done.add(step.__name__)
+                self._commit_step(step)
+                return True
+        return False
 
     def _supersede(self, cursor: Any) -> tuple[list[Refused], int]:
         return [], publish.supersede(cursor, self.plan)
 
-    def _duplicates(self, cursor: Any) -> tuple[list[Refused], int]:
-        return publish.duplicates(cursor, self.plan), 0
+    def _taken(self, cursor: Any) -> tuple[list[Refused], int]:
+        return publish.taken(cursor, self.plan), 0
+
+    def _repeated(self, cursor: Any) -> tuple[list[Refused], int]:
+        return publish.repeated(cursor, self.plan), 0
 
     def _commit_step(self, step: Callable[[Any], tuple[list[Refused], int]]) -> None:
+        started = time.monotonic()
         with self.connection.begin():
             refused, superseded = step(raw_cursor(self.connection))
             self._record(refused, superseded)
+        log.info(
+            "job %s: %s in %.2f s",
+            self.plan.job_id,
+            step.__name__.strip("_"),
+            time.monotonic() - started,
+        )
         self._within_budget(final=False)
 
     def _record(self, refused: list[Refused], superseded: int = 0) -> None:
@@ -116,6 +143,14 @@ class Finisher:
         written: int = cursor.rowcount
         expect_written("the staged rows", job.rows_loaded, written)
         return written, job
+
+    def refuse_after(self, error: psycopg2.Error) -> bool:
+        """After the insert was refused: the duplicate keys as a set if that was why (once),
+        else a probe; False if nothing was found to refuse."""
+        unique = isinstance(error, psycopg2.errors.UniqueViolation)
+        if self.plan.mode == "append" and unique and self.refuse_duplicates():
+            return True
+        return self.refuse_what_fails() > 0
 
     def refuse_what_fails(self) -> int:
         """After the insert failed: find the rows a sequential insert would refuse (in a

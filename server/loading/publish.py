@@ -8,7 +8,8 @@ Before the target is touched, steps that each commit and that a continuation nev
   wins): it leaves the staging table and is counted;
 - append: a row whose key (of any unique key of the target whose columns the file fills) is
   already in the table, or was given at an earlier line of the file, is refused: it leaves
-  the staging table as a refused row.
+  the staging table as a refused row. These run when the insert met a duplicate key (or
+  the job's load in one transaction did): most files have none, and pay nothing for them.
 
 Then one `INSERT … SELECT` (upsert: `ON CONFLICT … DO UPDATE`) writes the rest, and its
 count of rows must be the count of staged rows left: every line of the file is loaded,
@@ -73,12 +74,44 @@ def supersede(cursor: Any, plan: Publish) -> int:
     return removed
 
 
-def duplicates(cursor: Any, plan: Publish) -> list[Refused]:
-    """Append: remove and return the rows that a unique key of the target refuses, because
-    the table holds the key already or an earlier line of the file gives it."""
+def taken(cursor: Any, plan: Publish) -> list[Refused]:
+    """Append: remove and return the rows whose key (of any unique key of the target that
+    the file fills) the table holds already: all of them, as a sequential insert would
+    refuse them. One hash (or index) join per key."""
     found: list[Refused] = []
     for name, columns in _checkable_keys(plan):
-        found += _duplicates_of(cursor, plan, name, columns)
+        cursor.execute(
+            sql.SQL("DELETE FROM {} s WHERE {} AND EXISTS (SELECT 1 FROM {} t WHERE {}) {}").format(
+                plan.staged,
+                _filled(columns),
+                staging.target_of(plan.target),
+                _same(columns, "t", "s", nulls_distinct=True),
+                _returning(columns),
+            )
+        )
+        found += _refused(cursor, name, columns, "already exists")
+    return found
+
+
+def repeated(cursor: Any, plan: Publish) -> list[Refused]:
+    """Append: remove and return the rows whose key an earlier line of the file gives."""
+    found: list[Refused] = []
+    for name, columns in _checkable_keys(plan):
+        cursor.execute(
+            sql.SQL(
+                "DELETE FROM {staged} s USING (SELECT {keys}, min({line}) AS first FROM {staged} "
+                "GROUP BY {keys} HAVING count(*) > 1) d WHERE {filled} AND {same} "
+                "AND s.{line} > d.first {returning}"
+            ).format(
+                staged=plan.staged,
+                keys=staging.column_list(columns),
+                line=LINE,
+                filled=_filled(columns),
+                same=_same(columns, "s", "d", nulls_distinct=True),
+                returning=_returning(columns),
+            )
+        )
+        found += _refused(cursor, name, columns, "is given again: an earlier line has it")
     return found
 
 
@@ -88,58 +121,37 @@ def _checkable_keys(plan: Publish) -> Iterator[tuple[str, Sequence[str]]]:
             yield name, columns
 
 
-def _duplicates_of(cursor: Any, plan: Publish, name: str, columns: Sequence[str]) -> list[Refused]:
-    """Two set-based passes, each a hash join: rows whose key the table holds (all of them
-    refused, as a sequential insert would), then rows whose key an earlier line gave."""
-    filled = sql.SQL(" AND ").join(
+def _filled(columns: Sequence[str]) -> sql.Composed:
+    """No NULL in the key: a key with a NULL matches nothing (NULLs are distinct)."""
+    return sql.SQL(" AND ").join(
         sql.SQL("s.{} IS NOT NULL").format(sql.Identifier(column)) for column in columns
     )
+
+
+def _returning(columns: Sequence[str]) -> sql.Composed:
     shown = sql.SQL("concat_ws(', ', {})").format(
         sql.SQL(", ").join(sql.SQL("s.{}::text").format(sql.Identifier(c)) for c in columns)
     )
-    returning = sql.SQL("RETURNING s.{}, s.{}, s.{}, {}").format(LINE, OFFSET, LENGTH, shown)
-    cursor.execute(
-        sql.SQL("DELETE FROM {} s WHERE {} AND EXISTS (SELECT 1 FROM {} t WHERE {}) {}").format(
-            plan.staged,
-            filled,
-            staging.target_of(plan.target),
-            _same(columns, "t", "s", nulls_distinct=True),
-            returning,
-        )
-    )
-    taken = cursor.fetchall()
-    keys = staging.column_list(columns)
-    cursor.execute(
-        sql.SQL(
-            "DELETE FROM {staged} s USING (SELECT {keys}, min({line}) AS first FROM {staged} "
-            "GROUP BY {keys} HAVING count(*) > 1) d WHERE {filled} AND {same} "
-            "AND s.{line} > d.first {returning}"
-        ).format(
-            staged=plan.staged,
-            keys=keys,
-            line=LINE,
-            filled=filled,
-            same=_same(columns, "s", "d", nulls_distinct=True),
-            returning=returning,
-        )
-    )
-    again = cursor.fetchall()
+    return sql.SQL("RETURNING s.{}, s.{}, s.{}, {}").format(LINE, OFFSET, LENGTH, shown)
+
+
+def _refused(cursor: Any, name: str, columns: Sequence[str], why: str) -> list[Refused]:
     listed = ", ".join(columns)
+    column = listed if len(columns) == 1 else None
     return [
-        Refused(line, offset, length, _duplicate(name, listed, key, taken=True))
-        for line, offset, length, key in taken
-    ] + [
-        Refused(line, offset, length, _duplicate(name, listed, key, taken=False))
-        for line, offset, length, key in again
+        Refused(
+            line,
+            offset,
+            length,
+            Problem(
+                column,
+                "duplicate_key",
+                f'duplicate key value violates unique constraint "{name}": '
+                f"Key ({listed})=({key}) {why}",
+            ),
+        )
+        for line, offset, length, key in cursor.fetchall()
     ]
-
-
-def _duplicate(name: str, columns: str, key: str, taken: bool) -> Problem:
-    where = "already exists" if taken else "is given again: an earlier line of the file has it"
-    message = (
-        f'duplicate key value violates unique constraint "{name}": Key ({columns})=({key}) {where}'
-    )
-    return Problem(columns if "," not in columns else None, "duplicate_key", message)
 
 
 def _same(columns: Sequence[str], left: str, right: str, nulls_distinct: bool) -> sql.Composed:

@@ -169,9 +169,13 @@ class _Runner:
                     self.job_id,
                     str(error).strip().splitlines()[0],
                 )
+                duplicates = isinstance(error, psycopg2.errors.UniqueViolation)
+                return self._load_staged(job, target, names, duplicates)
         return self._load_staged(job, target, names)
 
-    def _load_staged(self, job: Job, target: Target, names: list[str | None]) -> Outcome:
+    def _load_staged(
+        self, job: Job, target: Target, names: list[str | None], duplicates: bool = False
+    ) -> Outcome:
         with self.connection.begin():
             staging.create(raw_cursor(self.connection), self.job_id, target, names)
         plan = self._stage(job, target, names, staging.table_of(self.job_id), positions=True)
@@ -194,6 +198,7 @@ class _Runner:
             )
             return self._publish(
                 Finisher(self.connection, publishing, job.options, FileLines(file, plan.layout)),
+                duplicates,
             )
 
     def _stage(
@@ -213,7 +218,7 @@ class _Runner:
         if not staging.takes_runs(plan.columns):
             pattern = None
         scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
-        return scanner.batches(job.checkpoint_offset, job.checkpoint_line)
+        return map(plan.prepare, scanner.batches(job.checkpoint_offset, job.checkpoint_line))
 
     def _in_one_transaction(self, job: Job, names: list[str | None]) -> bool:
         """A first attempt at appending a small enough file, every field to a column."""
@@ -291,13 +296,15 @@ class _Runner:
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=False)
         return at
 
-    def _publish(self, finisher: Finisher) -> Outcome:
+    def _publish(self, finisher: Finisher, duplicates_expected: bool) -> Outcome:
         """The set-based steps, then the one insert; rows PostgreSQL still refuses are found
-        and refused, and the insert runs again without them."""
-        if not finisher.prepare():
+        (duplicate keys as a set, anything else by a probe) and refused, and the insert
+        runs again without them."""
+        if not finisher.prepare(duplicates_expected):
             self.cancel()
             return Outcome.FINISHED
         while True:
+            started = time.monotonic()
             try:
                 with self.connection.begin():
                     written, now = finisher.insert()
@@ -308,7 +315,7 @@ class _Runner:
                     self.job_id,
                     str(error).strip().splitlines()[0],
                 )
-                if not finisher.refuse_what_fails():
+                if not finisher.refuse_after(error):
                     raise JobFailed(
                         f"PostgreSQL refused the rows together but none alone: {error}"
                     ) from error
@@ -317,9 +324,10 @@ class _Runner:
                     return Outcome.FINISHED
                 continue
             log.info(
-                "job %s: completed, %s rows written, %s refused, %s superseded",
+                "job %s: completed, %s rows written in %.2f s, %s refused, %s superseded",
                 self.job_id,
                 written,
+                time.monotonic() - started,
                 now.rows_refused,
                 now.rows_superseded,
             )

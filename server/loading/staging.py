@@ -137,6 +137,12 @@ class Stage:
     def loaded(self) -> list[str]:
         return [name for name in self.columns if name is not None]
 
+    def prepare(self, batch: Batch) -> Batch:
+        """The runs' bytes for COPY, made while the batch is read: the copier thread then
+        only sends them (it is the one PostgreSQL waits for)."""
+        batch.run_data = b"".join(map(self.copy_data, batch.runs))
+        return batch
+
     def copy_data(self, run: Run) -> bytes:
         if not self.converter.positions:
             return run.raw
@@ -163,7 +169,7 @@ def stage(
     copied must be the batch's records less those refused."""
     refused, lines, records = list(batch.refused), list(batch.lines), list(batch.records)
     pending = list(batch.pending)
-    copied = copy_runs(cursor, plan, batch.runs, careful) if batch.runs else 0
+    copied = copy_runs(cursor, plan, batch, careful) if batch.runs else 0
     if copied is None:
         copied = 0
         for run in batch.runs:
@@ -192,7 +198,7 @@ def stage(
     return refused
 
 
-def copy_runs(cursor: Any, plan: Stage, runs: list[Run], careful: bool) -> int | None:
+def copy_runs(cursor: Any, plan: Stage, batch: Batch, careful: bool) -> int | None:
     """COPY runs of lines as they are in the file, in one statement: how many rows; None if
     PostgreSQL refused any of them (a key already taken, say), and then nothing of them is
     written."""
@@ -205,7 +211,7 @@ def copy_runs(cursor: Any, plan: Stage, runs: list[Run], careful: bool) -> int |
         sql.Literal(encoding_for_copy(plan.layout.encoding)),
         column_list(plan.loaded),
     )
-    data = io.BytesIO(b"".join(map(plan.copy_data, runs)))
+    data = io.BytesIO(batch.run_data or b"".join(map(plan.copy_data, batch.runs)))
     if not careful:
         cursor.copy_expert(statement, data, size=_COPY_BUFFER)
         copied: int = cursor.rowcount
