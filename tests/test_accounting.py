@@ -13,6 +13,7 @@ from psycopg2 import sql
 from server.db import raw_cursor, worker_engine
 from server.jobs.model import Checkpoint, Job
 from server.loading import publish, staging
+from server.loading.segment import session_name
 from server.settings import get_settings
 from server.targets import load_target
 from tests.conftest import MakePair, MakeTable, StartWorker
@@ -121,7 +122,7 @@ def test_a_cancel_interrupts_a_long_publish_at_once(
         lambda: db.value(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
             "AND query LIKE 'INSERT INTO%%'",
-            (f"csv-import job {job_id}",),
+            (session_name(uuid.UUID(job_id)),),
         ),
         60,
         "the final insert never started",

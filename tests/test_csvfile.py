@@ -24,13 +24,13 @@ def records(data: bytes, **overrides: str) -> list[tuple[int, list[str], str | N
     ("data", "encoding", "bom", "delimiter", "terminator"),
     [
         (b"a,b\n1,2\n", "utf-8", 0, ",", "\n"),
-        (codecs.BOM_UTF8 + b"a;b\r\n1;2\r\n", "utf-8", 3, ";", "\n"),
+        (codecs.BOM_UTF8 + b"a;b\r\n1;2\r\n", "utf-8", 3, ";", "\r\n"),
         (codecs.BOM_UTF16_LE + "a\tb\n1\t2\n".encode("utf-16-le"), "utf-16-le", 2, "\t", "\n"),
         (codecs.BOM_UTF16_BE + "a|b\n1|2\n".encode("utf-16-be"), "utf-16-be", 2, "|", "\n"),
         ("nom;ville\nRené;Besançon\n".encode("cp1252"), "cp1252", 0, ";", "\n"),
         (b"a,b\r1,2\r", "utf-8", 0, ",", "\r"),
         (b'a,b\r1,"x\ny"\r', "utf-8", 0, ",", "\r"),
-        (b'a,b\r\n1,"x\ry"\r\n', "utf-8", 0, ",", "\n"),
+        (b'a,b\r\n1,"x\ry"\r\n', "utf-8", 0, ",", "\r\n"),
         (b'a,b\n"x;y;z",2\n', "utf-8", 0, ",", "\n"),
         # UTF-8 with a damaged byte; a header longer than the sample detection reads.
         (b"a,b\n1,Zo\xc3\xab\n2,\xff\n3,Chlo\xc3\xa9\n", "utf-8", 0, ",", "\n"),
@@ -212,7 +212,8 @@ def test_values_in_a_plain_form_go_to_copy_as_written(
         (column("json"), "NaN"),
         (column("jsonb"), "[" * 100_000 + "]" * 100_000),
         (column("jsonb"), '"\\u0000"'),
-        (column("inet"), "10.0.0.1"),
+        (column("inet"), "::1"),
+        (column("cidr"), "10.0.0.0/8"),
     ],
 )
 def test_values_a_converter_cannot_decide_are_asked_of_postgresql(col: Column, value: str) -> None:

@@ -59,6 +59,7 @@ COLUMNS = {
     "tstz": "timestamptz",
     "t": "time",
     "u": "uuid",
+    "ip": "inet",
     "j": "json",
     "jb": "jsonb",
     "tx": "text",
@@ -354,6 +355,14 @@ UUIDS = either(
         )
     ),
 )
+INETS = either(
+    st.ip_addresses(v=4).map(str),
+    st.tuples(st.ip_addresses(v=4), st.integers(0, 40)).map(lambda p: f"{p[0]}/{p[1]}"),
+    st.ip_addresses(v=6).map(str),
+    st.sampled_from(
+        ["010.0.0.1", "1.2.3", "256.1.1.1", "1.2.3.4/33", "::ffff:1.2.3.4", "1.2.3.4/"]
+    ),
+)
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda inner: (
@@ -422,6 +431,7 @@ test_timestamp = differential("ts", TIMESTAMPS)
 test_timestamptz = differential("tstz", TIMESTAMPS)
 test_time = differential("t", TIMES)
 test_uuid = differential("u", UUIDS)
+test_inet = differential("ip", INETS)
 test_json = differential("j", JSONS)
 test_jsonb = differential("jb", JSONS)
 test_text = differential("tx", TEXTS)

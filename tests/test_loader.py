@@ -7,9 +7,11 @@ express queue, which keeps small imports from waiting behind big ones.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import signal
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -24,7 +26,7 @@ from server.progress.events import snapshot_key
 from server.settings import get_settings
 from server.targets import Column
 from tests.conftest import ENV, MakeTable, StartWorker
-from tests.harness import Database, wait_until
+from tests.harness import Database, Process, wait_until
 from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 COLUMNS = [
@@ -84,8 +86,62 @@ def test_anything_unusual_goes_the_careful_way(line: str, why: str) -> None:
     assert not passes(line), why
 
 
+# The shapes the corpus of real files shows: CRLF line ends, `NA` for missing values,
+# quotes around values of any type, timestamps with `T` or a space, with or without seconds,
+# fractions and offsets in every ISO form, float exponents, booleans in any case, time of
+# day, IPv4 addresses.
+WIDE = [
+    Column("id", "int8", False, False),
+    Column("score", "float8", True, False),
+    Column("small", "float4", True, False),
+    Column("at", "timestamptz", True, False),
+    Column("ok", "bool", True, False),
+    Column("clock", "time", True, False),
+    Column("ip", "inet", True, False),
+    Column("name", "text", True, False),
+]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1,1.1e+07,2.5E-3,2013-01-01T10:00:00Z,TRUE,10:30,10.0.0.1,Ann",
+        "2,NA,NA,2013-01-01 10:00:00.123456+05,False,NA,NA,NA",
+        '"3","2.5","1e20","2013-01-01 10:00+0530","yes","10:30:00.5","1.2.3.4/24","B ""q"""',
+        '4,-0.5e-99,0,2013-12-31T23:59-08:00,t,23:59:59,255.255.255.0,"NA"',
+        "5,NA,NA,NA,NA,NA,NA,",
+    ],
+)
+def test_the_shapes_of_real_files_take_the_fast_path(line: str) -> None:
+    pattern = row_pattern(WIDE, ",", "\r\n", "utf-8", ["NA"])
+    assert pattern is not None
+    data = line.encode() + b"\r\n"
+    assert pattern.match(data).end() == len(data)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("1,1e300,,,,,,", "an exponent near the type's limit"),
+        ("1,,1e21,,,,,", "an exponent too large for float4"),
+        ("1,,,2013-01-01 24:00,,,,", "hour 24"),
+        ("1,,,,,,010.0.0.1,", "a leading zero in an address"),
+        ("1,,,,,,::1,", "an IPv6 address"),
+        ("NA,,,,,,,", "the null marker in a column that takes no NULL"),
+        ("1,,,,,,,x\n", "a bare LF in a CRLF file"),
+        ("1,,NA,NA,NA,NA,NA,NA", "an empty number where `NA` is the null marker"),
+    ],
+)
+def test_what_real_files_hold_beyond_those_shapes_goes_the_careful_way(line: str, why: str) -> None:
+    pattern = row_pattern(WIDE, ",", "\r\n", "utf-8", ["NA"])
+    assert pattern is not None
+    data = line.encode() + b"\r\n"
+    assert pattern.match(data).end() < len(data), why  # type: ignore[union-attr]
+
+
 def test_no_fast_path_for_other_null_markers_encodings_or_types() -> None:
     assert row_pattern(COLUMNS, ",", "\n", "utf-8", ["", "NULL"]) is None
+    assert row_pattern(COLUMNS, ",", "\n", "utf-8", ['"']) is None
     assert row_pattern(COLUMNS, ",", "\n", "utf-16-le", [""]) is None
     assert row_pattern([Column("doc", "jsonb", True, False)], ",", "\n", "utf-8", [""]) is None
     assert row_pattern(COLUMNS, ";", "\r\n", "cp1252", [""]) is not None
@@ -109,6 +165,52 @@ def test_a_batch_of_long_rows_ends_by_its_size_not_only_by_its_rows() -> None:
         max(batch.end_offset - batch.start_offset for batch in batches)
         <= BATCH_BYTES + len(row) + 1
     )
+
+
+def wide_rows(count: int) -> Iterator[list[str]]:
+    """Rows as R or pandas would write them: `NA` for missing values, exponents, ISO
+    timestamps with offsets, TRUE/FALSE."""
+    for n in range(1, count + 1):
+        missing = n % 5 == 0
+        yield [
+            str(n),
+            "NA" if missing else f"{n * 1.5:.3e}",
+            "NA" if missing else f"{n % 977}.5",
+            f"2013-01-{n % 28 + 1:02d}T{n % 24:02d}:00:00Z",
+            ["TRUE", "FALSE"][n % 2],
+            "NA" if missing else f"{n % 24:02d}:{n % 60:02d}",
+            f"10.{n % 256}.{n // 256 % 256}.1",
+            "NA" if missing else f"name, {n}",
+        ]
+
+
+def test_a_file_written_by_pythons_csv_module_with_na_for_missing_takes_the_fast_path(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    """CRLF line ends (the csv module's own), `NA` markers, quoted text: every record goes
+    the fast way, and the table equals PostgreSQL's own COPY of the file."""
+    ddl = (
+        "(id int8, score float8, small float4, at timestamptz, ok bool, clock time, "
+        "ip inet, name text)"
+    )
+    names = [column.name for column in WIDE]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(names)
+    writer.writerows(wide_rows(20_000))
+    content = out.getvalue().encode()
+    assert b"\r\n" in content
+    target, reference = table(ddl), table(ddl)
+    db.copy_csv(
+        reference,
+        content,
+        f"FORMAT csv, HEADER true, NULL 'NA', FORCE_NULL ({', '.join(names)})",
+    )
+
+    job = wait_for_job(client, upload(client, content, target, null_markers="NA").json()["id"])
+
+    assert (job["status"], job["rows_loaded"], job["rows_careful"]) == ("completed", 20_000, 0)
+    assert db.fingerprint(target) == db.fingerprint(reference)
 
 
 def test_a_small_append_killed_in_its_one_transaction_leaves_nothing_and_lands_once(

@@ -65,6 +65,10 @@ class JobView(BaseModel):
     rows_superseded: int = Field(
         description="upsert: lines whose key a later line of the file gave again"
     )
+    rows_careful: int = Field(
+        description="records read one by one (the careful way), not as part of a run of "
+        "plain lines: a measure of how much of the file the fast path could take"
+    )
     sha256: str
     encoding: str
     delimiter: str

@@ -28,6 +28,7 @@ def job_view(job: Job, url: str, events_token: str) -> JobView:
         rows_refused=job.rows_refused,
         rows_published=job.rows_published,
         rows_superseded=job.rows_superseded,
+        rows_careful=job.rows_careful,
         sha256=job.sha256,
         encoding=job.encoding,
         delimiter=job.delimiter,

@@ -49,6 +49,8 @@ _TIMESTAMP_ZONED = re.compile(
 )
 _TIME = re.compile(_ISO_TIME, re.ASCII)
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", re.ASCII)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}(?:/(?:3[0-2]|[12][0-9]|[0-9]))?", re.ASCII)
 # Where a day-month order is a server setting (DateStyle), not a fact of the file.
 _DAY_MONTH_ORDER = re.compile(r"\s*[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{1,4}(?![0-9])", re.ASCII)
 # Words whose date is the moment the import runs, not a fact of the file.
@@ -217,6 +219,13 @@ def uuid_value(value: str) -> str:
     raise Ask(value)
 
 
+def inet_value(value: str) -> str:
+    """An IPv4 address (and prefix) written plainly; IPv6 and the rest PostgreSQL reads."""
+    if _IPV4.fullmatch(value):
+        return value
+    raise Ask(value)
+
+
 def _skip(_: str) -> None:
     """Numbers are not converted: only their syntax matters here."""
 
@@ -289,6 +298,7 @@ def converter_for(column: Column) -> Converter:
         "timestamptz": timestamp(with_zone=True),
         "time": time_of_day,
         "uuid": uuid_value,
+        "inet": inet_value,
         "json": json_value,
         "jsonb": json_value,
     }

@@ -35,8 +35,13 @@ class EmptyFile(ValueError):
 class Layout:
     encoding: str
     bom_bytes: int
-    terminator: str
+    terminator: str  # how lines end: "\n", "\r\n" or "\r"
     delimiter: str
+
+    @property
+    def split(self) -> str:
+        """What records are split on: LF for LF and CRLF files, CR for CR files."""
+        return "\r" if self.terminator == "\r" else "\n"
 
 
 def detect_layout(head: bytes, encoding: str | None = None, delimiter: str | None = None) -> Layout:
@@ -100,15 +105,18 @@ def decode_head(head: bytes, encoding: str, strict: bool = True) -> str:
 
 
 def detect_terminator(text: str) -> str:
-    """Lines end with LF or CRLF (split on LF either way), or with CR alone (old Macs).
-    The first line end outside quotes decides: a quoted field may hold any of them."""
+    """Lines end with LF, CRLF (RFC 4180's own, Excel's and Python's) or CR alone (old
+    Macs). The first line end outside quotes decides: a quoted field may hold any of them.
+    Records are split on LF for both LF and CRLF files (see `Layout.split`), so a file that
+    mixes them is still read; the fast path takes only lines that end as the first does."""
     quoted = False
     for found in _LINE_END_OR_QUOTE.finditer(text):
         mark = found.group()
         if mark == '"':
             quoted = not quoted
         elif not quoted:
-            return "\r" if mark == "\r" and found.end() < len(text) else "\n"
+            # A CR at the very end of the head may be the first half of a CRLF.
+            return "\n" if mark == "\r" and found.end() == len(text) else mark
     return "\n"
 
 

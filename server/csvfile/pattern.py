@@ -28,8 +28,14 @@ _MONTH_DAY = (
     rb"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
 )
 _DATE = _YEAR + rb"-" + _MONTH_DAY
-_TIME = rb"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?+"
-_ZONE = rb"(?:Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])"
+_CLOCK = rb"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6}+)?+)?+"
+_TIME = rb"[T ]" + _CLOCK
+_ZONE = rb"(?:Z|[+-](?:0[0-9]|1[0-4])(?::?+[0-5][0-9])?+)"
+# Exponents small enough that no 15-digit mantissa reaches the type's limits.
+_FLOAT8 = rb"-?+[0-9]{1,15}+(?:\.[0-9]{1,15}+)?+(?:[eE][+-]?+[0-9]{1,2}+)?+"
+_FLOAT4 = rb"-?+[0-9]{1,6}+(?:\.[0-9]{1,6}+)?+(?:[eE][+-]?+(?:20|1[0-9]|[0-9]))?+"
+_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4 = rb"(?:" + _OCTET + rb"\.){3}" + _OCTET + rb"(?:/(?:3[0-2]|[12][0-9]|[0-9]))?+"
 _HEX = rb"[0-9a-fA-F]"
 _UUID = _HEX + rb"{8}-" + (_HEX + rb"{4}-") * 3 + _HEX + rb"{12}"
 _BOOLEANS = (b"true", b"false", b"yes", b"off", b"on", b"no", b"t", b"f", b"y", b"n", b"1", b"0")
@@ -53,8 +59,10 @@ def value_pattern(column: Column) -> bytes | None:
         "timestamptz": _DATE + _TIME + _ZONE + b"?+",
         "uuid": _UUID,
         "bool": rb"(?i:" + b"|".join(_BOOLEANS) + rb")",
-        "float8": rb"-?+[0-9]{1,15}+(?:\.[0-9]{1,15}+)?+",
-        "float4": rb"-?+[0-9]{1,6}+(?:\.[0-9]{1,6}+)?+",
+        "float8": _FLOAT8,
+        "float4": _FLOAT4,
+        "time": _CLOCK,
+        "inet": _IPV4,
     }
     if column.type == "numeric":
         return _numeric(column.precision, column.scale)
@@ -94,24 +102,38 @@ def text_pattern(column: Column, delimiter: bytes) -> bytes | None:
     return rb"(?>" + quoted + rb"|" + unquoted + rb")"
 
 
-def field_pattern(column: Column | None, delimiter: bytes) -> bytes | None:
+def copy_null(null_markers: Collection[str], delimiter: str) -> str | None:
+    """The one null marker that COPY can be told (its NULL option), or None when the
+    markers are several, or one that COPY's CSV format could not tell from a value."""
+    markers = set(null_markers)
+    if len(markers) != 1:
+        return None
+    (marker,) = markers
+    if any(char in marker for char in (delimiter, '"', "\r", "\n", "\\")):
+        return None
+    return marker
+
+
+def field_pattern(column: Column | None, delimiter: bytes, null: bytes = b"") -> bytes | None:
     """One field: a column's value, or anything at all for a column that is not loaded.
 
-    An empty field (or `""`) is NULL, as on the careful path with the default null
-    marker; a column that does not take NULL must not be empty here.
+    The null marker (`null`, bare or quoted) is NULL, as on the careful path; a column that
+    does not take NULL must not hold it. With a marker other than the empty string, an
+    empty field is an empty string: only text columns take it here.
     """
     if column is None:
         return text_pattern(Column("", "text", True, False), delimiter)
+    marker = rb"(?:" + re.escape(null) + rb'|"' + re.escape(null) + rb'")'
     text = text_pattern(column, delimiter)
     if text is not None:
         if column.nullable:
             return text
-        return rb"(?!" + re.escape(delimiter) + rb'|""|\r|\n)' + text
+        return rb"(?!" + marker + rb"(?:" + re.escape(delimiter) + rb"|\r|\n))" + text
     value = value_pattern(column)
     if value is None:
         return None
     either = rb'(?>"' + value + rb'"|' + value + rb")"
-    return rb"(?:" + either + rb'|""|)' if column.nullable else either
+    return rb"(?:" + either + rb"|" + marker + rb")" if column.nullable else either
 
 
 def row_pattern(
@@ -122,15 +144,35 @@ def row_pattern(
     null_markers: Collection[str],
 ) -> re.Pattern[bytes] | None:
     """A pattern whose `match` at a record boundary spans the valid run of records after it,
-    each one line; None when this file cannot take the fast path at all."""
-    if set(null_markers) != {""} or encoding_for_copy(encoding) is None:
+    each one line that ends as the file's lines do; None when this file cannot take the
+    fast path at all (markers COPY cannot be told, an encoding it cannot read, a column
+    without a pattern)."""
+    null = copy_null(null_markers, delimiter)
+    if null is None or careful_only(columns, delimiter, encoding, null_markers):
         return None
     separator = delimiter.encode()
-    fields = [field_pattern(column, separator) for column in columns]
-    if not fields or any(field is None for field in fields):
-        return None
+    fields = [field_pattern(column, separator, null.encode()) for column in columns]
     row = re.escape(separator).join(field for field in fields if field is not None)
     return re.compile(rb"(?>" + row + re.escape(terminator.encode()) + rb")*+")
+
+
+def careful_only(
+    columns: Sequence[Column | None], delimiter: str, encoding: str, null_markers: Collection[str]
+) -> str | None:
+    """Why no record of this file can take the fast path, or None if they can."""
+    if copy_null(null_markers, delimiter) is None:
+        return (
+            f"COPY takes one null marker without quotes or the delimiter in it, not "
+            f"{sorted(set(null_markers))}"
+        )
+    if encoding_for_copy(encoding) is None:
+        return f"COPY here reads UTF-8, cp1252 and Latin-1, not {encoding}"
+    if not columns:
+        return "the file has no columns"
+    for column in columns:
+        if column is not None and field_pattern(column, delimiter.encode()) is None:
+            return f"column {column.name!r} ({column.type}) has no plain form to match"
+    return None
 
 
 def with_positions(run: bytes, line: int, offset: int, terminator: str, delimiter: str) -> bytes:

@@ -43,8 +43,8 @@ class Record:
 
 
 def encoded_terminator(layout: Layout) -> tuple[bytes, int]:
-    """The line end as bytes, and the code unit size that a match must align to."""
-    encoded = layout.terminator.encode(layout.encoding)
+    """What lines are split on, as bytes, and the code unit size a match must align to."""
+    encoded = layout.split.encode(layout.encoding)
     return encoded, len(encoded)
 
 

@@ -68,6 +68,7 @@ class Job:
     rows_refused: int
     rows_published: int | None
     rows_superseded: int  # upsert: lines whose key a later line of the file gave again
+    rows_careful: int  # records read the careful way, one by one, not as part of a run
     segments: int
     retries: int
     cancel_requested: bool

@@ -197,6 +197,7 @@ def advance(
     line: int,
     loaded: int,
     refused: int,
+    careful: int = 0,
 ) -> Checkpoint | None:
     """Move the checkpoint from `expected` to `offset` and add the batch's counts; None if
     the checkpoint is no longer at `expected` (someone else moved the job on)."""
@@ -210,6 +211,7 @@ def advance(
             checkpoint_line=line,
             rows_loaded=jobs.rows_loaded + loaded,
             rows_refused=jobs.rows_refused + refused,
+            rows_careful=jobs.rows_careful + careful,
             updated_at=func.now(),
         )
         .returning(
@@ -223,15 +225,18 @@ def advance(
     return None if row is None else Checkpoint(*row)
 
 
-def fence(connection: Connection, job_id: uuid.UUID, expected: int, line: int) -> bool:
+def fence(
+    connection: Connection, job_id: uuid.UUID, expected: int, line: int, careful: int = 0
+) -> bool:
     """For a job loaded in one transaction: whether it is still this runner's (running, its
-    checkpoint where the runner read it), recording the line it reached."""
+    checkpoint where the runner read it), recording the line it reached and how many of its
+    records went the careful way."""
     done = connection.execute(
         update(import_jobs)
         .where(
             jobs.id == job_id, jobs.status == JobStatus.RUNNING, jobs.checkpoint_offset == expected
         )
-        .values(checkpoint_line=line)
+        .values(checkpoint_line=line, rows_careful=careful)
     )
     return done.rowcount == 1
 

@@ -52,6 +52,7 @@ import_jobs = Table(
     Column("rows_refused", BigInteger, nullable=False, server_default=text("0")),
     Column("rows_published", BigInteger),
     Column("rows_superseded", BigInteger, nullable=False, server_default=text("0")),
+    Column("rows_careful", BigInteger, nullable=False, server_default=text("0")),
     Column("segments", Integer, nullable=False, server_default=text("0")),
     Column("retries", Integer, nullable=False, server_default=text("0")),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),

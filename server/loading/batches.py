@@ -59,6 +59,8 @@ class Batch:
     rows: int = 0
     # The runs as COPY gets them, made by the reading thread (see staging.Stage.prepare).
     run_data: bytes = b""
+    # Records read the careful way, one by one (set once the batch is staged).
+    careful: int = 0
 
     def add_run(self, run: Run) -> None:
         self.runs.append(run)
@@ -141,7 +143,9 @@ class Scanner:
             )
             if run is not None:
                 batch.add_run(run)
-            if batch.end_offset < end or last < 0:
+            # A run that filled the batch leaves the rest of the block to the next batch,
+            # which may take it fast again.
+            if not batch.full(self.batch_rows) and (batch.end_offset < end or last < 0):
                 self._careful(batch, end)
             if batch.full(self.batch_rows):
                 yield batch

@@ -40,6 +40,7 @@ def commit_batch(connection: Connection, plan: staging.Stage, batch: Batch) -> C
             batch.next_line,
             batch.rows - len(refused),
             len(refused),
+            batch.careful,
         )
         if at is None:
             raise CheckpointMoved(
@@ -55,10 +56,12 @@ class InOneTransaction:
 
     def __init__(self, connection: Connection, plan: staging.Stage, at: Checkpoint) -> None:
         self.connection, self.plan, self.at = connection, plan, at
+        self.careful = 0
 
     def __call__(self, batch: Batch) -> Checkpoint:
         refused = staging.stage(raw_cursor(self.connection), self.plan, batch, careful=False)
         save_refused(self.connection, self.plan.job_id, refused)
+        self.careful += batch.careful
         cancel = repository.cancel_requested(self.connection, self.plan.job_id)
         self.at = Checkpoint(
             batch.end_offset,

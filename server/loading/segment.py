@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, text
 
 from server.csvfile.convert import RowConverter
 from server.csvfile.detect import Layout
-from server.csvfile.pattern import row_pattern
+from server.csvfile.pattern import careful_only, row_pattern
 from server.db import raw_cursor
 from server.jobs import repository
 from server.jobs.model import Checkpoint, Job
@@ -212,11 +212,17 @@ class _Runner:
 
     def _batches(self, job: Job, plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
         layout, converter = plan.layout, plan.converter
-        pattern = row_pattern(
-            converter.columns, layout.delimiter, layout.terminator, layout.encoding, converter.nulls
-        )
+        columns, nulls = converter.columns, converter.nulls
+        why = careful_only(columns, layout.delimiter, layout.encoding, nulls)
         if not staging.takes_runs(plan.columns):
-            pattern = None
+            why = f"{len(plan.columns)} fields are more than a staging table has columns"
+        pattern = None
+        if why:
+            log.info("job %s: every record goes the careful way: %s", self.job_id, why)
+        else:
+            pattern = row_pattern(
+                columns, layout.delimiter, layout.terminator, layout.encoding, nulls
+            )
         scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
         return map(plan.prepare, scanner.batches(job.checkpoint_offset, job.checkpoint_line))
 
@@ -234,18 +240,18 @@ class _Runner:
         plan = self._stage(job, target, names, staging.target_of(target), positions=False)
         self.connection.begin()
         start = _checkpoint_of(job)
+        loader = InOneTransaction(self.connection, plan, start)
         with self.storage.open(job.file_key) as file:
             stopped, at = self._commit_all(
-                job,
-                self._batches(job, plan, file),
-                InOneTransaction(self.connection, plan, start),
-                start,
-                pause=False,
+                job, self._batches(job, plan, file), loader, start, pause=False
             )
         if stopped is not None:
             return stopped
         check_budget(job.options, at.rows_loaded, at.rows_refused, final=True)
-        if not repository.fence(self.connection, self.job_id, job.checkpoint_offset, at.line):
+        moved = not repository.fence(
+            self.connection, self.job_id, job.checkpoint_offset, at.line, loader.careful
+        )
+        if moved:
             raise CheckpointMoved(f"job {self.job_id}: it moved on while loading")
         self._complete(at.rows_loaded, at.rows_loaded, at.rows_refused)
         self.connection.commit()

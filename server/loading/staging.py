@@ -19,7 +19,7 @@ from psycopg2 import sql
 
 from server.csvfile.convert import Problem, RowConverter
 from server.csvfile.detect import Layout
-from server.csvfile.pattern import encoding_for_copy, with_positions
+from server.csvfile.pattern import copy_null, encoding_for_copy, with_positions
 from server.csvfile.reader import Record
 from server.loading import judge
 from server.loading.accounting import expect_written
@@ -170,6 +170,7 @@ def stage(
     refused, lines, records = list(batch.refused), list(batch.lines), list(batch.records)
     pending = list(batch.pending)
     copied = copy_runs(cursor, plan, batch, careful) if batch.runs else 0
+    batch.careful = batch.rows - (copied or 0)
     if copied is None:
         copied = 0
         for run in batch.runs:
@@ -202,13 +203,16 @@ def copy_runs(cursor: Any, plan: Stage, batch: Batch, careful: bool) -> int | No
     """COPY runs of lines as they are in the file, in one statement: how many rows; None if
     PostgreSQL refused any of them (a key already taken, say), and then nothing of them is
     written."""
+    # The null marker, quoted or not, is NULL (FORCE_NULL), as on the careful path.
     statement = sql.SQL(
-        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {}, FORCE_NULL ({}))"
+        "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {}, NULL {}, "
+        "FORCE_NULL ({}))"
     ).format(
         plan.into,
         plan.copy_columns(run=True),
         sql.Literal(plan.layout.delimiter),
         sql.Literal(encoding_for_copy(plan.layout.encoding)),
+        sql.Literal(copy_null(plan.converter.nulls, plan.layout.delimiter) or ""),
         column_list(plan.loaded),
     )
     data = io.BytesIO(batch.run_data or b"".join(map(plan.copy_data, batch.runs)))

@@ -9,7 +9,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import ENV, MakeTable, StartWorker
+from server.loading.segment import session_name
+from tests.conftest import MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.watch import handed_on, paused_segments
 from tests.harness import Database, wait_until
@@ -68,14 +69,9 @@ def test_worker_connections_cut_mid_batch_are_retried_and_the_job_resumes_exactl
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
     job_id = upload(client, content, target).json()["id"]
-    # The worker names its connections, so that only they are cut.
-    application = f"faults-{uuid.uuid4().hex[:8]}"
-    worker = workers(
-        batch_rows=500,
-        segment_seconds=0.5,
-        one_transaction_max_bytes=0,
-        database_url=f"{ENV['DATABASE_URL']}?application_name={application}",
-    )
+    # A job's database session carries its name: only its connections are cut.
+    application = session_name(uuid.UUID(job_id))
+    worker = workers(batch_rows=500, segment_seconds=0.5, one_transaction_max_bytes=0)
 
     cut_during = []
     for _ in range(CUTS):

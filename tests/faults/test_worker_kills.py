@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from server.jobs.status import FINISHED
-from tests.conftest import ENV, MakeTable, StartWorker
+from server.loading.segment import session_name
+from tests.conftest import MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
 from tests.faults.watch import handed_on, paused_segments
 from tests.harness import Database, wait_until
@@ -76,14 +77,14 @@ def test_a_worker_killed_inside_a_long_statement_leaves_its_job_to_the_next_work
     still be running the dead worker's last statement and so still holds the job's lock."""
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(20_000))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
-    application = f"faults-{uuid.uuid4().hex[:8]}"
     holder = db.connect()
     holder.autocommit = False
     # The final publish into the target waits for this lock: a statement that lasts.
     holder.cursor().execute(f"LOCK TABLE {target} IN SHARE MODE")
     try:
         job_id = upload(client, content, target).json()["id"]
-        first = workers(database_url=f"{ENV['DATABASE_URL']}?application_name={application}")
+        application = session_name(uuid.UUID(job_id))
+        first = workers()
         wait_until(
             lambda: db.value(
                 "SELECT count(*) FROM pg_stat_activity WHERE "
