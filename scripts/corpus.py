@@ -84,9 +84,6 @@ CHUNK = 1 << 22
 # Bump when a change to this module changes the bytes of the files it writes.
 WRITER_VERSION = 2
 
-# Field values may be long (ieee-data addresses, MeCab feature strings), never this long.
-csv.field_size_limit(1 << 24)
-
 
 @dataclass(frozen=True)
 class CorpusFile:
@@ -509,6 +506,9 @@ CATALOGUE: tuple[Base, ...] = (
         variants=_except("crlf", "null=NULL", "null=\\N"),
     ),
     Base(
+        # EUC-JP, which the service does not read: transcoded with Python's codec, whose
+        # JIS mapping gives U+2212 and U+301C where PostgreSQL's EUC_JP gives U+FF0D and
+        # U+FF5E (10 values).
         "mecab-ipadic-noun",
         IPADIC,
         ("usr/share/mecab/dic/ipadic/Noun.csv",),
@@ -1097,10 +1097,6 @@ def upload_fields(delimiter: str, null: str) -> dict[str, str]:
 # -- selection and build ----------------------------------------------------------------
 
 
-def catalogue_names() -> list[str]:
-    return [variant_name(base, v) for base in CATALOGUE for v in (base.form, *base.variants)]
-
-
 def select(names: Sequence[str] | None) -> list[tuple[Base, list[str]]]:
     """The bases and variants that `names` asks for: a base's name asks for all its files."""
     wanted = set(names) if names else None
@@ -1253,22 +1249,38 @@ def list_catalogue(min_rows: int, names: Sequence[str] | None) -> None:
         times = _repeats(base.rows, min_rows)
         source = _source(base.artifact.label, base)
         for variant in variants:
-            rows = base.rows * times
-            print(f"{variant_name(base, variant):<42} {variant:<12} {rows:>10,} rows  {source}")
+            name = variant_name(base, variant)
+            print(f"{name:<42} {variant:<12} {base.rows * times:>10,} rows  x{times:<5} {source}")
 
 
 def _size(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--min-rows", type=int, default=DEFAULT_MIN_ROWS)
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="files or base files")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="default: var/corpus")
+    parser.add_argument(
+        "--min-rows",
+        type=int,
+        default=DEFAULT_MIN_ROWS,
+        help="repeat a smaller file's rows until it has this many (default: %(default)s)",
+    )
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="files, or base files")
     parser.add_argument("--list", action="store_true", help="the catalogue; fetch nothing")
     parser.add_argument("--verify", metavar="DSN", help="load every file with psql \\copy")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.min_rows < 1:
+        parser.error("--min-rows must be at least 1")
+    try:
+        select(args.only)
+    except ValueError as error:
+        parser.error(str(error))
     if args.list:
         list_catalogue(args.min_rows, args.only)
         return 0

@@ -100,8 +100,36 @@ def _skip_rest(file: BinaryIO, tail: bytes, terminator: bytes, unit: int) -> int
         tail = keep + block
 
 
+def block_lines(
+    file: BinaryIO, terminator: bytes, max_line: int = MAX_LINE_BYTES
+) -> Iterator[tuple[bytes, int]]:
+    """`split_lines` for one-byte line ends: whole blocks split at once (in C)."""
+    rest = b""
+    while True:
+        block = file.read(BLOCK_BYTES)
+        if not block:
+            if rest:
+                yield rest, 0
+            return
+        parts = (rest + block if rest else block).split(terminator)
+        rest = parts.pop()
+        for part in parts:
+            size = len(part) + len(terminator)
+            if size > max_line:
+                yield part[:max_line], size - max_line
+            else:
+                yield part + terminator, 0
+        if len(rest) > max_line:
+            yield rest[:max_line], _skip_rest(file, rest[max_line:], terminator, 1)
+            rest = b""
+
+
 class RecordReader:
-    """Iterate the records of a file from a byte offset (a record boundary) on."""
+    """Iterate the records of a file from a byte offset (a record boundary) on.
+
+    A line without quotes (most of them) is split on the delimiter directly; a line with
+    quotes goes to Python's csv module, which takes as many more lines as its quoted fields
+    span, so a record means what it means to the csv module either way."""
 
     def __init__(self, file: BinaryIO, layout: Layout, offset: int, line: int) -> None:
         self._file = file
@@ -111,36 +139,46 @@ class RecordReader:
         self._pending: list[str] = []
         self._problem: str | None = None
         self._eof = False
+        self._first: str | None = None
+        self._source: Iterator[tuple[bytes, int]] = iter(())
 
-    def _lines(self) -> Iterator[str]:
+    def _chunks(self) -> Iterator[tuple[bytes, int]]:
         self._file.seek(self.offset)
         terminator, unit = encoded_terminator(self._layout)
-        encoding = self._layout.encoding
-        for chunk, cut in split_lines(self._file, terminator, unit):
-            self.offset += len(chunk) + cut
-            self.next_line += 1
-            try:
-                line = chunk.decode(encoding)
-            except UnicodeDecodeError:
-                line = chunk.decode(encoding, "replace")
-                self._problem = self._problem or "encoding"
-            if cut:
-                line = line[:RAW_PREVIEW_CHARS]
-                self._problem = "line_too_long"
-            self._pending.append(line)
-            yield line
-        self._eof = True
+        if unit == 1:
+            return block_lines(self._file, terminator)
+        return split_lines(self._file, terminator, unit)
+
+    def _text(self, chunk: bytes, cut: int) -> str:
+        """One line's text, counted in the reader's position."""
+        self.offset += len(chunk) + cut
+        self.next_line += 1
+        try:
+            line = chunk.decode(self._layout.encoding)
+        except UnicodeDecodeError:
+            line = chunk.decode(self._layout.encoding, "replace")
+            self._problem = self._problem or "encoding"
+        if cut:
+            line = line[:RAW_PREVIEW_CHARS]
+            self._problem = "line_too_long"
+        self._pending.append(line)
+        return line
 
     def __iter__(self) -> Iterator[Record]:
-        rows = csv.reader(self._lines(), delimiter=self._layout.delimiter)
-        while True:
+        self._source = self._chunks()
+        rows = csv.reader(self._quoted(), delimiter=self._layout.delimiter)
+        split = self._layout.split
+        for chunk, cut in self._source:
             line, start = self.next_line, self.offset
-            try:
-                fields = next(rows)
-            except StopIteration:
-                return
-            except csv.Error:
-                fields, self._problem = [], "malformed"
+            text = self._text(chunk, cut)
+            body = text[:-1] if text.endswith(split) else text
+            if split == "\n" and body.endswith("\r"):
+                body = body[:-1]
+            if cut or '"' in body or "\r" in body or "\n" in body or "\x00" in body:
+                self._first = text
+                fields = self._parse(rows)
+            else:
+                fields = body.split(self._layout.delimiter) if body else []
             record = Record(
                 line,
                 fields,
@@ -153,6 +191,29 @@ class RecordReader:
             self._pending = []
             if record.fields or record.problem:
                 yield record
+
+    def _quoted(self) -> Iterator[str]:
+        """The lines the csv module reads: the first line of a record that needs it (set by
+        the loop above), then the lines its quoted fields go on in, as it asks for them."""
+        while True:
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield first
+                continue
+            chunk = next(self._source, None)
+            if chunk is None:
+                self._eof = True
+                return
+            yield self._text(*chunk)
+
+    def _parse(self, rows: Iterator[list[str]]) -> list[str]:
+        try:
+            return next(rows)
+        except StopIteration:
+            return []
+        except csv.Error:
+            self._problem = "malformed"
+            return []
 
     def _take_problem(self) -> str | None:
         problem, self._problem = self._problem, None
