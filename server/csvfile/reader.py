@@ -101,12 +101,14 @@ def _skip_rest(file: BinaryIO, tail: bytes, terminator: bytes, unit: int) -> int
 
 
 def block_lines(
-    file: BinaryIO, terminator: bytes, max_line: int = MAX_LINE_BYTES
+    file: BinaryIO, terminator: bytes, max_line: int = MAX_LINE_BYTES, first: int = BLOCK_BYTES
 ) -> Iterator[tuple[bytes, int]]:
-    """`split_lines` for one-byte line ends: whole blocks split at once (in C)."""
-    rest = b""
+    """`split_lines` for one-byte line ends: whole blocks split at once (in C). The first
+    block is `first` bytes: a reader that needs only a few lines reads no more."""
+    rest, size = b"", max(first, 1)
     while True:
-        block = file.read(BLOCK_BYTES)
+        block = file.read(size)
+        size = BLOCK_BYTES
         if not block:
             if rest:
                 yield rest, 0
@@ -131,11 +133,14 @@ class RecordReader:
     quotes goes to Python's csv module, which takes as many more lines as its quoted fields
     span, so a record means what it means to the csv module either way."""
 
-    def __init__(self, file: BinaryIO, layout: Layout, offset: int, line: int) -> None:
+    def __init__(
+        self, file: BinaryIO, layout: Layout, offset: int, line: int, first: int = BLOCK_BYTES
+    ) -> None:
         self._file = file
         self._layout = layout
         self.offset = offset
         self.next_line = line
+        self._first_read = first
         self._pending: list[str] = []
         self._problem: str | None = None
         self._eof = False
@@ -146,7 +151,7 @@ class RecordReader:
         self._file.seek(self.offset)
         terminator, unit = encoded_terminator(self._layout)
         if unit == 1:
-            return block_lines(self._file, terminator)
+            return block_lines(self._file, terminator, first=self._first_read)
         return split_lines(self._file, terminator, unit)
 
     def _text(self, chunk: bytes, cut: int) -> str:

@@ -98,7 +98,7 @@ def careful_records(
 ) -> Iterator[Record]:
     """The records that start before `until`, and always the first one, if any is left."""
     first = True
-    for record in RecordReader(file, layout, offset, line):
+    for record in RecordReader(file, layout, offset, line, first=until - offset + 1):
         if not first and record.start_offset >= until:
             return
         first = False
@@ -130,6 +130,9 @@ class Scanner:
         self.terminator, _ = encoded_terminator(layout)
 
     def batches(self, offset: int, line: int) -> Iterator[Batch]:
+        if self.pattern is None:
+            yield from self._careful_batches(offset, line)
+            return
         batch = Batch(offset, offset, line)
         while True:
             self.file.seek(batch.end_offset)
@@ -150,6 +153,19 @@ class Scanner:
             if batch.full(self.batch_rows):
                 yield batch
                 batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
+        if batch.rows or batch.end_offset != batch.start_offset:
+            yield batch
+
+    def _careful_batches(self, offset: int, line: int) -> Iterator[Batch]:
+        """Without a pattern, every record the careful way: one reader, end to end."""
+        batch = Batch(offset, offset, line)
+        for record in RecordReader(self.file, self.layout, offset, line):
+            batch.add_record(record, self.converter)
+            if batch.full(self.batch_rows):
+                yield batch
+                batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
+        # What is left after the last record is blank lines: the batch covers them too.
+        batch.end_offset = self.file.seek(0, 2)
         if batch.rows or batch.end_offset != batch.start_offset:
             yield batch
 
