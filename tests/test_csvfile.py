@@ -6,11 +6,14 @@ import codecs
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from server.csvfile.columns import BatchConverter
 from server.csvfile.convert import Ask, Pending, Problem, Refusal, RowConverter, converter_for
 from server.csvfile.detect import EmptyFile, NotText, detect_layout
 from server.csvfile.header import HeaderProblem, check_key, match_header, normalise
-from server.csvfile.reader import RecordReader, split_lines
+from server.csvfile.reader import Record, RecordReader, split_lines
 from server.targets import Column, Target
 
 
@@ -277,3 +280,55 @@ def test_a_row_with_values_to_ask_waits_for_postgresqls_verdict() -> None:
     accepted = converter.copy_line([" 7", "Ann", "x", "Jan 2 2024"], 9, 99, 20)
     assert isinstance(accepted, Pending)
     assert converter.settle(accepted, {}) == " 7\tAnn\tJan 2 2024\t9\t99\t20\n"
+
+
+MIXED = [
+    Column("id", "int8", False, False),
+    Column("price", "numeric", True, False, precision=6, scale=2),
+    Column("day", "date", True, False),
+    Column("seen", "timestamptz", True, False),
+    Column("ok", "bool", True, False),
+    Column("code", "varchar", True, False, length=3),
+    Column("doc", "jsonb", True, False),
+    Column("note", "text", False, False),
+    Column("mood", "mood", True, False, labels=("happy", "sad")),
+]
+ODD = st.sampled_from(
+    [
+        "",
+        "NA",
+        " 1",
+        "1e3",
+        "2024-02-29",
+        "2023-02-30",
+        "maybe",
+        "toolong",
+        "a\tb",
+        "x\\y",
+        "[1,",
+        "{}",
+        "happy",
+        "meh",
+        "01/02/2024",
+        "2024-01-01T00:00:00+02:00",
+        "\n",
+        "-0",
+    ]
+)
+PLAIN = st.sampled_from(
+    ["1", "12.50", "2024-01-31", "2024-01-31T10:00:00Z", "true", "abc", '{"a": 1}', "plain", "sad"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.lists(PLAIN | ODD, min_size=8, max_size=10), max_size=30),
+    nulls=st.sampled_from([[""], ["NA"], ["", "NA"]]),
+)
+def test_a_batch_converted_a_column_at_a_time_is_what_each_record_alone_becomes(
+    rows: list[list[str]], nulls: list[str]
+) -> None:
+    records = [Record(n + 2, row, [], n * 10, n * 10 + 9, n + 3) for n, row in enumerate(rows)]
+    one_by_one = RowConverter(list(MIXED), nulls)
+    at_once = BatchConverter(list(MIXED), nulls)
+    assert at_once.copy_lines(records) == one_by_one.copy_lines(records)

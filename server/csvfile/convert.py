@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import NoReturn
 
+from server.csvfile.reader import Record
 from server.db import COPY_NULL, copy_text
 from server.targets import Column
 
@@ -371,6 +372,13 @@ class RowConverter:
         except Exception:  # noqa: BLE001 - Refusal, Ask, or a converter's surprise: look closer
             return self._examine(Pending(fields, line, offset, length, []))
         return self._line(out, line, offset, length)
+
+    def copy_lines(self, records: Sequence[Record]) -> list[str | list[Problem] | Pending]:
+        """`copy_line` for each record."""
+        return [
+            self.copy_line(r.fields, r.line, r.start_offset, r.end_offset - r.start_offset)
+            for r in records
+        ]
 
     def _examine(self, pending: Pending) -> list[Problem] | Pending:
         """Every problem of the record, for the person who will fix it, and what PostgreSQL

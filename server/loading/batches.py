@@ -61,6 +61,7 @@ class Batch:
     run_data: bytes = b""
     # Records read the careful way, one by one (set once the batch is staged).
     careful: int = 0
+    waiting: list[Record] = field(default_factory=list)
 
     def add_run(self, run: Run) -> None:
         self.runs.append(run)
@@ -71,17 +72,19 @@ class Batch:
     def full(self, rows: int) -> bool:
         return self.rows >= rows or self.end_offset - self.start_offset >= BATCH_BYTES
 
-    def add_record(self, record: Record, converter: RowConverter) -> None:
+    def add_record(self, record: Record) -> None:
+        """A record read the careful way; `convert` makes it a line or a refusal."""
         if record.problem:
             problem = Problem(None, record.problem, READER_PROBLEMS[record.problem])
             self.refused.append((record, [problem]))
         else:
-            result = converter.copy_line(
-                record.fields,
-                record.line,
-                record.start_offset,
-                record.end_offset - record.start_offset,
-            )
+            self.waiting.append(record)
+        self.rows += 1
+        self.end_offset, self.next_line = record.end_offset, record.next_line
+
+    def convert(self, converter: RowConverter) -> Batch:
+        """The records read the careful way, converted all at once."""
+        for record, result in zip(self.waiting, converter.copy_lines(self.waiting), strict=True):
             if isinstance(result, str):
                 self.lines.append(result)
                 self.records.append(record)
@@ -89,8 +92,8 @@ class Batch:
                 self.pending.append((record, result))
             else:
                 self.refused.append((record, result))
-        self.rows += 1
-        self.end_offset, self.next_line = record.end_offset, record.next_line
+        self.waiting = []
+        return self
 
 
 def careful_records(
@@ -111,8 +114,8 @@ def careful_batch(run: Run, layout: Layout, converter: RowConverter) -> Batch:
     for record in RecordReader(io.BytesIO(run.raw), layout, 0, run.first_line):
         record.start_offset += run.start_offset
         record.end_offset += run.start_offset
-        batch.add_record(record, converter)
-    return batch
+        batch.add_record(record)
+    return batch.convert(converter)
 
 
 class Scanner:
@@ -151,23 +154,23 @@ class Scanner:
             if not batch.full(self.batch_rows) and (batch.end_offset < end or last < 0):
                 self._careful(batch, end)
             if batch.full(self.batch_rows):
-                yield batch
+                yield batch.convert(self.converter)
                 batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
         if batch.rows or batch.end_offset != batch.start_offset:
-            yield batch
+            yield batch.convert(self.converter)
 
     def _careful_batches(self, offset: int, line: int) -> Iterator[Batch]:
         """Without a pattern, every record the careful way: one reader, end to end."""
         batch = Batch(offset, offset, line)
         for record in RecordReader(self.file, self.layout, offset, line):
-            batch.add_record(record, self.converter)
+            batch.add_record(record)
             if batch.full(self.batch_rows):
-                yield batch
+                yield batch.convert(self.converter)
                 batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
         # What is left after the last record is blank lines: the batch covers them too.
         batch.end_offset = self.file.seek(0, 2)
         if batch.rows or batch.end_offset != batch.start_offset:
-            yield batch
+            yield batch.convert(self.converter)
 
     def _run(self, region: bytes, offset: int, line: int, room: int) -> Run | None:
         """The valid lines at the start of `region`, at most `room` of them."""
@@ -200,7 +203,7 @@ class Scanner:
         records = careful_records(self.file, self.layout, batch.end_offset, batch.next_line, until)
         consumed = False
         for record in records:
-            batch.add_record(record, self.converter)
+            batch.add_record(record)
             consumed = True
             if batch.full(self.batch_rows):
                 break

@@ -22,7 +22,7 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy import Connection, Engine, text
 
-from server.csvfile.convert import RowConverter
+from server.csvfile.columns import BatchConverter
 from server.csvfile.detect import Layout
 from server.csvfile.pattern import careful_only, row_pattern
 from server.db import raw_cursor
@@ -207,7 +207,7 @@ class _Runner:
         columns = [None if name is None else target.column(name) for name in names]
         layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
         keys = job.key_columns if target.nulls_distinct(job.key_columns) else ()
-        converter = RowConverter(columns, job.options.null_markers, positions, keys)
+        converter = BatchConverter(columns, job.options.null_markers, positions, keys)
         return staging.Stage(self.job_id, into, names, layout, converter)
 
     def _batches(self, job: Job, plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
