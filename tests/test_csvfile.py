@@ -293,38 +293,50 @@ MIXED = [
     Column("note", "text", False, False),
     Column("mood", "mood", True, False, labels=("happy", "sad")),
 ]
-ODD = st.sampled_from(
-    [
-        "",
-        "NA",
-        " 1",
-        "1e3",
-        "2024-02-29",
-        "2023-02-30",
-        "maybe",
-        "toolong",
-        "a\tb",
-        "x\\y",
-        "[1,",
-        "{}",
-        "happy",
-        "meh",
-        "01/02/2024",
-        "2024-01-01T00:00:00+02:00",
-        "\n",
-        "-0",
-    ]
-)
-PLAIN = st.sampled_from(
-    ["1", "12.50", "2024-01-31", "2024-01-31T10:00:00Z", "true", "abc", '{"a": 1}', "plain", "sad"]
+# For each column, values of its own (plain, most of the time, so that whole columns are
+# plain), null markers, and the odd ones of any column.
+OWN = [
+    ["1", "-42", "9000000000"],
+    ["12.50", "0", "-3.1"],
+    ["2024-01-31", "1999-12-31"],
+    ["2024-01-31T10:00:00Z", "2024-01-31 10:00"],
+    ["true", "F", "yes"],
+    ["abc", "x", ""],
+    ['{"a": 1}', "[]"],
+    ["plain", "two words", "tab\there", "back\\slash"],
+    ["sad", "happy"],
+]
+ODD = [
+    "",
+    "NA",
+    " 1",
+    "1e3",
+    "2024-02-29",
+    "2023-02-30",
+    "maybe",
+    "toolong",
+    "[1,",
+    "meh",
+    "01/02/2024",
+    "2024-01-01T00:00:00+02:00",
+    "\n",
+    "-0",
+    "a\x00b",
+]
+
+
+def cell(own: list[str]) -> st.SearchStrategy[str]:
+    return st.sampled_from(own * 6 + ["", "NA"] + ODD)
+
+
+ROWS = st.lists(
+    st.tuples(*(cell(own) for own in OWN)).map(list) | st.lists(cell(ODD), max_size=10),
+    max_size=30,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    rows=st.lists(st.lists(PLAIN | ODD, min_size=8, max_size=10), max_size=30),
-    nulls=st.sampled_from([[""], ["NA"], ["", "NA"]]),
-)
+@given(rows=ROWS, nulls=st.sampled_from([[""], ["NA"], ["", "NA"]]))
 def test_a_batch_converted_a_column_at_a_time_is_what_each_record_alone_becomes(
     rows: list[list[str]], nulls: list[str]
 ) -> None:
