@@ -829,11 +829,6 @@ def _framing(delimiter: str, end: str) -> re.Pattern[str]:
     return re.compile(rf"\ufeff?(?:{field}(?:{d}{field})*+{re.escape(end)})*+")
 
 
-def _quoted_marker(marker: str, delimiter: str) -> re.Pattern[str]:
-    d = re.escape(delimiter)
-    return re.compile(rf'(?:^|{d})"{re.escape(marker)}"(?={d}|\r?$)', re.MULTILINE)
-
-
 def inspect(base: Base, text: str) -> int:
     """Check that COPY and the service read the same records out of `text`; its data rows."""
     end = "\r\n" if text.split("\n", 1)[0].endswith("\r") else "\n"
@@ -842,9 +837,6 @@ def inspect(base: Base, text: str) -> int:
         at = framed.end() if framed else 0
         line = text.count("\n", 0, at) + 1
         raise ValueError(f"{base.name}: not RFC 4180 at line {line}: {text[at : at + 80]!r}")
-    # The service takes a quoted `"NA"` for NULL as well; COPY's NULL 'NA' only a bare NA.
-    if base.null and _quoted_marker(base.null, base.delimiter).search(text):
-        raise ValueError(f"{base.name}: holds a quoted {base.null!r}, which COPY keeps")
     records = csv.reader(io.StringIO(text, newline=""), delimiter=base.delimiter)
     next(records)
     rows = 0
@@ -1071,13 +1063,12 @@ def quote_ident(name: str) -> str:
 
 
 def copy_options(columns: Sequence[tuple[str, str]], delimiter: str, null: str) -> str:
-    """`\\copy ... WITH (...)` options that read a file as the service does: with the empty
-    marker, a quoted `""` is NULL too (FORCE_NULL); with another marker, only that marker
-    is, and an empty field is an empty string."""
+    """`\\copy ... WITH (...)` options that read a file as the service does: the marker is
+    NULL whether quoted or not (FORCE_NULL); with a marker other than the empty string, an
+    empty field is an empty string."""
     options = ["FORMAT csv", "HEADER true", f"DELIMITER {_literal(delimiter)}"]
     options.append(f"NULL {_literal(null)}")
-    if null == "":
-        options.append(f"FORCE_NULL ({', '.join(quote_ident(name) for name, _ in columns)})")
+    options.append(f"FORCE_NULL ({', '.join(quote_ident(name) for name, _ in columns)})")
     options.append("ENCODING 'UTF8'")
     return ", ".join(options)
 

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # the job on to a continuation message (keeps every delivery far from the broker's
     # consumer timeout).
     batch_rows: int = Field(default=10_000, gt=0)
+    # Off, every record goes the careful way (to measure it, or to rule the fast path out).
+    fast_path: bool = True
     segment_seconds: float = Field(default=60.0, gt=0)
     # An append of a file up to this size goes straight into the target in one transaction
     # on its first attempt: PostgreSQL writes each row once instead of twice (staging, then

@@ -49,7 +49,13 @@ class BatchConverter(RowConverter):
         nulls = [re.escape(marker) for marker in self.nulls] if column.nullable else []
         one = "|".join([f"(?:{plain.decode()})", *nulls])
         whole = re.compile(rf"(?:{one})(?:\n(?:{one}))*")
-        return lambda values: whole.fullmatch("\n".join(values)) is not None
+
+        def check(values: list[str]) -> bool:
+            joined = "\n".join(values)
+            # A value with a line break of its own would pass for two values.
+            return joined.count("\n") == len(values) - 1 and whole.fullmatch(joined) is not None
+
+        return check
 
     def copy_lines(self, records: Sequence[Record]) -> list[Result]:
         """What each record becomes, as `copy_line` would say, a column at a time."""
@@ -80,11 +86,14 @@ class BatchConverter(RowConverter):
         check = self.checks[position]
         nulls = not self.nulls.isdisjoint(values)
         if check is not None and (column.nullable or not nulls) and check(values):
+            escaped = values
             if column.type in _TEXT and _SPECIAL.search("\x1f".join(values)):
-                values = [copy_text(value) for value in values]
-            if nulls:
-                values = [NULL if value in self.nulls else value for value in values]
-            return values
+                escaped = [copy_text(value) for value in values]
+            if nulls:  # the markers as they were in the file, not as escaped
+                escaped = [
+                    NULL if v in self.nulls else e for v, e in zip(values, escaped, strict=True)
+                ]
+            return escaped
         out = []
         for n, value in enumerate(values):
             try:

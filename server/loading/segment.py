@@ -216,6 +216,8 @@ class _Runner:
         why = careful_only(columns, layout.delimiter, layout.encoding, nulls)
         if not staging.takes_runs(plan.columns):
             why = f"{len(plan.columns)} fields are more than a staging table has columns"
+        if not self.settings.fast_path:
+            why = "FAST_PATH is off"
         pattern = None
         if why:
             log.info("job %s: every record goes the careful way: %s", self.job_id, why)
