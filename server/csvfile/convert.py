@@ -39,7 +39,9 @@ _INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
 _SAFE_DIGITS = {"int2": 4, "int4": 9, "int8": 18}
 _INTEGER = re.compile(r"[+-]?([0-9]+)", re.ASCII)
 _DECIMAL = re.compile(r"[+-]?([0-9]*)(?:\.([0-9]*))?", re.ASCII)
-_FLOAT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?(?:[eE][+-]?([0-9]{1,3}))?", re.ASCII)
+_FLOAT = re.compile(
+    r"-?(?:[0-9]{1,15}(?:\.[0-9]{1,15})?|\.[0-9]{1,15})(?:[eE][+-]?([0-9]{1,3}))?", re.ASCII
+)
 _WORDS = frozenset({"true", "t", "yes", "y", "on", "1", "false", "f", "no", "n", "off", "0"})
 _ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.ASCII)
 _ISO_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"

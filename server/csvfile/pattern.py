@@ -32,14 +32,14 @@ _CLOCK = rb"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6}+)?+)?+"
 _TIME = rb"[T ]" + _CLOCK
 _ZONE = rb"(?:Z|[+-](?:0[0-9]|1[0-4])(?::?+[0-5][0-9])?+)"
 # Exponents small enough that no 15-digit mantissa reaches the type's limits.
-_FLOAT8 = rb"-?+[0-9]{1,15}+(?:\.[0-9]{1,15}+)?+(?:[eE][+-]?+[0-9]{1,2}+)?+"
-_FLOAT4 = rb"-?+[0-9]{1,6}+(?:\.[0-9]{1,6}+)?+(?:[eE][+-]?+(?:20|1[0-9]|[0-9]))?+"
+_FLOAT8 = rb"-?+(?:[0-9]{1,15}+(?:\.[0-9]{1,15}+)?+|\.[0-9]{1,15}+)(?:[eE][+-]?+[0-9]{1,2}+)?+"
+_FLOAT4 = rb"-?+(?:[0-9]{1,6}+(?:\.[0-9]{1,6}+)?+|\.[0-9]{1,6}+)(?:[eE][+-]?+(?:20|1[0-9]|[0-9]))?+"
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
 _IPV4 = rb"(?:" + _OCTET + rb"\.){3}" + _OCTET + rb"(?:/(?:3[0-2]|[12][0-9]|[0-9]))?+"
 _HEX = rb"[0-9a-fA-F]"
 _UUID = _HEX + rb"{8}-" + (_HEX + rb"{4}-") * 3 + _HEX + rb"{12}"
 _BOOLEANS = (b"true", b"false", b"yes", b"off", b"on", b"no", b"t", b"f", b"y", b"n", b"1", b"0")
-_INT_DIGITS = {"int2": 4, "int4": 9, "int8": 18}
+_INT_LIMITS = {"int2": 2**15 - 1, "int4": 2**31 - 1, "int8": 2**63 - 1}
 _SIMPLE_LABEL = re.compile(r"[A-Za-z0-9_ .-]+")
 
 
@@ -51,8 +51,8 @@ def value_pattern(column: Column) -> bytes | None:
     """What a value of this column may look like on the fast path; None if it has none."""
     if column.labels:
         return _labels(column.labels)
-    if column.type in _INT_DIGITS:
-        return rb"-?+[0-9]{1,%d}+" % _INT_DIGITS[column.type]
+    if column.type in _INT_LIMITS:
+        return rb"-?+" + _at_most(_INT_LIMITS[column.type])
     fixed = {
         "date": _DATE,
         "timestamp": _DATE + _TIME,
@@ -69,14 +69,32 @@ def value_pattern(column: Column) -> bytes | None:
     return fixed.get(column.type)
 
 
+def _at_most(limit: int) -> bytes:
+    """Whole numbers from 0 to `limit`: those with as many digits as `limit` digit by
+    digit (tried first: the group does not backtrack), then any with fewer."""
+    digits = str(limit)
+    alternatives = []
+    for at, digit in enumerate(digits):
+        low, rest = (1 if at == 0 else 0), len(digits) - at - 1
+        if int(digit) - 1 >= low:
+            alternatives.append(
+                digits[:at].encode() + b"[%d-%d]" % (low, int(digit) - 1) + b"[0-9]{%d}" % rest
+            )
+    alternatives.append(digits.encode())
+    alternatives.append(rb"[0-9]{1,%d}" % (len(digits) - 1))
+    return rb"(?:" + b"|".join(alternatives) + rb")"
+
+
 def _numeric(precision: int | None, scale: int | None) -> bytes | None:
-    if precision is None:
-        return rb"-?+[0-9]{1,30}+(?:\.[0-9]{1,30}+)?+"
-    whole, scale = precision - (scale or 0), scale or 0
-    if whole <= 0 or scale < 0:
+    """Decimals that fit as written: at most `precision - scale` digits before the point
+    (none, as in `.5`) and `scale` after it."""
+    whole, places = (30, 30) if precision is None else (precision - (scale or 0), scale or 0)
+    if whole <= 0 or places < 0:
         return None
-    fraction = rb"(?:\.[0-9]{1,%d}+)?+" % scale if scale else b""
-    return rb"-?+[0-9]{1,%d}+" % whole + fraction
+    if not places:
+        return rb"-?+[0-9]{1,%d}+" % whole
+    fraction = rb"\.[0-9]{1,%d}+" % places
+    return rb"-?+(?:[0-9]{1,%d}+(?:%s)?+|%s)" % (whole, fraction, fraction)
 
 
 def _labels(labels: Sequence[str]) -> bytes | None:
