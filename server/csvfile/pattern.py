@@ -70,10 +70,10 @@ def value_pattern(column: Column) -> bytes | None:
 
 
 def _at_most(limit: int) -> bytes:
-    """Whole numbers from 0 to `limit`: those with as many digits as `limit` digit by
-    digit (tried first: the group does not backtrack), then any with fewer."""
+    """Whole numbers from 0 to `limit`: any with fewer digits than `limit` (the common
+    case, tried first), then those with as many, digit by digit."""
     digits = str(limit)
-    alternatives = []
+    alternatives = [rb"[0-9]{1,%d}+(?![0-9])" % (len(digits) - 1)]
     for at, digit in enumerate(digits):
         low, rest = (1 if at == 0 else 0), len(digits) - at - 1
         if int(digit) - 1 >= low:
@@ -81,7 +81,6 @@ def _at_most(limit: int) -> bytes:
                 digits[:at].encode() + b"[%d-%d]" % (low, int(digit) - 1) + b"[0-9]{%d}" % rest
             )
     alternatives.append(digits.encode())
-    alternatives.append(rb"[0-9]{1,%d}" % (len(digits) - 1))
     return rb"(?:" + b"|".join(alternatives) + rb")"
 
 
@@ -127,7 +126,7 @@ def copy_null(null_markers: Collection[str], delimiter: str) -> str | None:
     if len(markers) != 1:
         return None
     (marker,) = markers
-    if any(char in marker for char in (delimiter, '"', "\r", "\n", "\\")):
+    if any(char in marker for char in (delimiter, '"', "\r", "\n")):
         return None
     return marker
 
