@@ -5,6 +5,7 @@
     python scripts/bench.py --small-during 5000000   # a 100-row job while a big one runs
     python scripts/bench.py --upload-only 10000000   # API memory while receiving ~1 GB
     python scripts/bench.py --overlap 1000000        # an append whose first 5% are there
+    python scripts/bench.py --upsert 1000000 5000000 # upserts, next to psql's own upsert
     python scripts/bench.py --json
 
 Each run times the baseline (`psql \\copy` into an identical table with its primary key)
@@ -149,10 +150,14 @@ def psql_copy(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def upload(http: httpx.Client, path: Path, target: str) -> dict[str, Any]:
+def upload(
+    http: httpx.Client, path: Path, target: str, fields: dict[str, str] | None = None
+) -> dict[str, Any]:
     with path.open("rb") as file:
         response = http.post(
-            "/imports", data={"target": target}, files={"file": (path.name, file, "text/csv")}
+            "/imports",
+            data={"target": target, **(fields or {})},
+            files={"file": (path.name, file, "text/csv")},
         )
     if response.status_code != 202:
         raise SystemExit(f"upload refused: {response.status_code} {response.text}")
@@ -176,14 +181,20 @@ def pipeline(http: httpx.Client, path: Path) -> tuple[float, dict[str, float]]:
     uploaded = time.perf_counter()
     until_done(http, job)
     end = time.perf_counter()
+    return end - start, parts(job["id"], uploaded - start, end - start)
+
+
+def parts(job_id: str, upload: float, seconds: float) -> dict[str, float]:
+    """Where an import's time went: the upload, the wait for a worker, the load, and the
+    final event's way back."""
     ((waited, loaded),) = DB.rows(
         "SELECT extract(epoch FROM started_at - created_at), "
         "extract(epoch FROM finished_at - started_at) FROM import_jobs WHERE id = %s",
-        (job["id"],),
+        (job_id,),
     )
-    parts = {"upload": uploaded - start, "queue": float(waited), "load": float(loaded)}
-    parts["event"] = end - start - sum(parts.values())
-    return end - start, parts
+    split = {"upload": upload, "queue": float(waited), "load": float(loaded)}
+    split["event"] = seconds - sum(split.values())
+    return split
 
 
 @contextmanager
@@ -314,6 +325,64 @@ def overlap(http: httpx.Client, rows: int, share: float = 0.05) -> dict[str, Any
     return figures
 
 
+def upsert(http: httpx.Client, rows: int, runs: int) -> dict[str, Any]:
+    """An upsert of the file into a table that holds an older version of every tenth row,
+    next to what psql does for it: `\\copy` into a temporary table, then INSERT ... ON
+    CONFLICT DO UPDATE, in one transaction. Medians of `runs`."""
+    path = benchdata.write(WORK / f"rows-{rows}.csv", rows)
+    psql_copy(path)
+    DB.execute(
+        "DROP TABLE IF EXISTS bench.before; CREATE TABLE bench.before AS SELECT id, email, "
+        "name, born, 0::numeric(12,2) AS balance, country, active, 'older' AS note "
+        "FROM bench.baseline WHERE id % 10 = 0"
+    )
+    samples = []
+    for run in range(1, runs + 1):
+        baseline = _timed_psql_upsert(path)
+        DB.execute("TRUNCATE bench.pipeline; INSERT INTO bench.pipeline SELECT * FROM bench.before")
+        start = time.perf_counter()
+        job = upload(http, path, "bench.pipeline", {"mode": "upsert", "key": "id"})
+        final = until_done(http, job)
+        seconds = time.perf_counter() - start
+        if (final["rows_loaded"], final["rows_refused"]) != (rows, 0):
+            raise SystemExit(f"expected {rows} loaded and none refused: {final}")
+        if DB.fingerprint("bench.baseline") != DB.fingerprint("bench.pipeline"):
+            raise SystemExit("the upserted table differs from psql's upsert")
+        print(
+            f"  run {run}: {rows:,} rows upserted (a tenth of them there already): psql "
+            f"{baseline:.2f} s, pipeline {seconds:.2f} s, ratio {seconds / baseline:.2f}",
+            flush=True,
+        )
+        samples.append((baseline, seconds))
+    baseline = statistics.median(sample[0] for sample in samples)
+    seconds = statistics.median(sample[1] for sample in samples)
+    return {
+        "rows": rows,
+        "baseline_seconds": round(baseline, 2),
+        "pipeline_seconds": round(seconds, 2),
+        "ratio": round(statistics.median(ours / base for base, ours in samples), 2),
+    }
+
+
+def _timed_psql_upsert(path: Path) -> float:
+    DB.execute("TRUNCATE bench.baseline; INSERT INTO bench.baseline SELECT * FROM bench.before")
+    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in benchdata.COLUMNS[1:])
+    lines = [
+        "BEGIN;",
+        "CREATE TEMP TABLE incoming (LIKE bench.baseline) ON COMMIT DROP;",
+        f"\\copy incoming FROM '{path}' WITH (FORMAT csv, HEADER true)",
+        "INSERT INTO bench.baseline SELECT * FROM incoming",
+        f"ON CONFLICT (id) DO UPDATE SET {updates};",
+        "COMMIT;",
+    ]
+    script = "\n".join(lines) + "\n"
+    start = time.perf_counter()
+    subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", DSN], input=script, text=True, check=True
+    )
+    return time.perf_counter() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
@@ -325,6 +394,13 @@ def main() -> int:
         type=int,
         metavar="ROWS",
         help="an append whose first 5%% of keys are in the table already",
+    )
+    parser.add_argument(
+        "--upsert",
+        type=int,
+        nargs="+",
+        metavar="ROWS",
+        help="upserts into a table holding every tenth row, next to psql's own upsert",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -339,6 +415,8 @@ def main() -> int:
             report["upload"] = upload_only(http, running, args.upload_only)
         elif args.overlap:
             report["overlap"] = overlap(http, args.overlap)
+        elif args.upsert:
+            report["upserts"] = [upsert(http, rows, args.runs) for rows in args.upsert]
         elif args.small_during:
             report["small_during"] = small_during(http, args.small_during)
         else:

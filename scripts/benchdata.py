@@ -20,7 +20,8 @@ TABLE_DDL = """(
     active boolean,
     note text
 )"""
-HEADER = "id,email,name,born,balance,country,active,note\n"
+COLUMNS = ("id", "email", "name", "born", "balance", "country", "active", "note")
+HEADER = ",".join(COLUMNS) + "\n"
 FIRST = [
     "Ada",
     "Grace",

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # Loading: rows per committed batch, and how long one task may load before it hands
     # the job on to a continuation message (keeps every delivery far from the broker's
     # consumer timeout).
-    batch_rows: int = Field(default=10_000, gt=0)
+    batch_rows: int = Field(default=50_000, gt=0)
     # Off, every record goes the careful way (to measure it, or to rule the fast path out).
     fast_path: bool = True
     segment_seconds: float = Field(default=60.0, gt=0)

@@ -54,10 +54,11 @@ def stream_ids(job_id: str) -> list[str]:
 def test_events_arrive_in_order_and_a_reconnect_misses_nothing(
     client: httpx.Client, workers: StartWorker, table: MakeTable
 ) -> None:
-    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(60_000)), table()).json()
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(200_000)), table()).json()
     workers(batch_rows=500)
 
-    first = subscribe(client, job["events_url"], stop_after=4)
+    first = subscribe(client, job["events_url"], stop_after=3)
+    assert first[-1].kind == "progress", "the first subscriber hung up before the end"
     second = subscribe(client, job["events_url"], last_id=first[-1].id)
 
     snapshot, streamed = first[0], first[1:] + second
@@ -71,7 +72,7 @@ def test_events_arrive_in_order_and_a_reconnect_misses_nothing(
     assert (
         (last.data["rows_loaded"], last.data["rows_refused"])
         == (final["rows_loaded"], final["rows_refused"])
-        == (60_000, 0)
+        == (200_000, 0)
     )
     assert last.data["percent"] == 100.0
     running = [e for e in streamed if e.kind == "progress"]

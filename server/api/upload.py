@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -42,12 +43,38 @@ class Upload:
     has_file: bool = False
 
 
+class _Digest:
+    """The file's sha256, computed in a thread of its own beside the parsing and the disk
+    writes (hashlib lets go of the GIL for large pieces), one piece at a time."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        self.pending: Future[None] | None = None
+
+    def update(self, piece: bytes) -> None:
+        self._wait()
+        self.pending = self.thread.submit(self.hash.update, piece)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+
+    def hexdigest(self) -> str:
+        self._wait()
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=True)
+
+
 class _Receiver:
     """python-multipart callbacks that send the `file` part to storage."""
 
     def __init__(self, storage: Storage, upload: Upload, max_bytes: int) -> None:
         self.storage, self.upload, self.max_bytes = storage, upload, max_bytes
-        self.hash = hashlib.sha256()
+        self.hash = _Digest()
         self.headers: dict[bytes, bytes] = {}
         self.header_name = self.header_value = b""
         self.name = ""
@@ -144,6 +171,7 @@ class _Receiver:
         self.done = True
 
     def close(self) -> None:
+        self.hash.close()
         if self.sink is not None:
             self.sink.close()
 

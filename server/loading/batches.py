@@ -26,6 +26,12 @@ BLOCK_BYTES = 64 * 1024
 # A batch also ends once it spans this much of the file: rows of megabytes each must not
 # make BATCH_ROWS of them (times the batches in flight) a worker's whole memory.
 BATCH_BYTES = 8 * 1024 * 1024
+# A batch also ends once it holds this many records read the careful way: each is a few
+# Python objects, where a run's rows are only bytes.
+CAREFUL_BATCH_ROWS = 10_000
+# The first batches are small and each next one twice as big, up to BATCH_ROWS: COPY starts
+# as soon as a few thousand rows are read, not once a whole batch is.
+FIRST_BATCH_ROWS = 5_000
 
 READER_PROBLEMS = {
     "encoding": "holds bytes that are not valid in the file's encoding",
@@ -62,6 +68,7 @@ class Batch:
     # Records read the careful way, one by one (set once the batch is staged).
     careful: int = 0
     waiting: list[Record] = field(default_factory=list)
+    records_read: int = 0
 
     def add_run(self, run: Run) -> None:
         self.runs.append(run)
@@ -70,7 +77,11 @@ class Batch:
         self.next_line = run.first_line + run.rows
 
     def full(self, rows: int) -> bool:
-        return self.rows >= rows or self.end_offset - self.start_offset >= BATCH_BYTES
+        return (
+            self.rows >= rows
+            or self.records_read >= CAREFUL_BATCH_ROWS
+            or self.end_offset - self.start_offset >= BATCH_BYTES
+        )
 
     def add_record(self, record: Record) -> None:
         """A record read the careful way; `convert` makes it a line or a refusal."""
@@ -80,6 +91,7 @@ class Batch:
         else:
             self.waiting.append(record)
         self.rows += 1
+        self.records_read += 1
         self.end_offset, self.next_line = record.end_offset, record.next_line
 
     def convert(self, converter: RowConverter) -> Batch:
@@ -130,7 +142,13 @@ class Scanner:
         self.file, self.layout, self.converter = file, layout, converter
         self.pattern = pattern
         self.batch_rows = batch_rows
+        self.limit = min(FIRST_BATCH_ROWS, batch_rows)
         self.terminator, _ = encoded_terminator(layout)
+
+    def _after(self, batch: Batch) -> Batch:
+        """The next batch, empty, and allowed twice as many rows as the last one."""
+        self.limit = min(self.limit * 2, self.batch_rows)
+        return Batch(batch.end_offset, batch.end_offset, batch.next_line)
 
     def batches(self, offset: int, line: int) -> Iterator[Batch]:
         if self.pattern is None:
@@ -144,18 +162,16 @@ class Scanner:
                 break
             start, last = batch.end_offset, block.rfind(self.terminator)
             end = start + last + len(self.terminator) if last >= 0 else start
-            run = self._run(
-                block[: end - start], start, batch.next_line, self.batch_rows - batch.rows
-            )
+            run = self._run(block[: end - start], start, batch.next_line, self.limit - batch.rows)
             if run is not None:
                 batch.add_run(run)
             # A run that filled the batch leaves the rest of the block to the next batch,
             # which may take it fast again.
-            if not batch.full(self.batch_rows) and (batch.end_offset < end or last < 0):
+            if not batch.full(self.limit) and (batch.end_offset < end or last < 0):
                 self._careful(batch, end)
-            if batch.full(self.batch_rows):
+            if batch.full(self.limit):
                 yield batch.convert(self.converter)
-                batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
+                batch = self._after(batch)
         if batch.rows or batch.end_offset != batch.start_offset:
             yield batch.convert(self.converter)
 
@@ -164,9 +180,9 @@ class Scanner:
         batch = Batch(offset, offset, line)
         for record in RecordReader(self.file, self.layout, offset, line):
             batch.add_record(record)
-            if batch.full(self.batch_rows):
+            if batch.full(self.limit):
                 yield batch.convert(self.converter)
-                batch = Batch(batch.end_offset, batch.end_offset, batch.next_line)
+                batch = self._after(batch)
         # What is left after the last record is blank lines: the batch covers them too.
         batch.end_offset = self.file.seek(0, 2)
         if batch.rows or batch.end_offset != batch.start_offset:
@@ -205,7 +221,7 @@ class Scanner:
         for record in records:
             batch.add_record(record)
             consumed = True
-            if batch.full(self.batch_rows):
+            if batch.full(self.limit):
                 break
         if not consumed:  # only blank lines were left: the file is done
             self.file.seek(0, 2)

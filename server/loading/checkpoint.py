@@ -7,6 +7,7 @@ staged twice, even if the job's lock were ever lost.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -21,6 +22,9 @@ from server.loading import staging
 from server.loading.batches import Batch
 
 Refused = Sequence[tuple[Record, list[Problem]]]
+# A cancel interrupts the job's statement (see jobs.repository.interrupt); the flag is also
+# read between batches, for a cancel that came between two statements, at most this often.
+CANCEL_CHECK_SECONDS = 0.5
 
 
 class CheckpointMoved(RuntimeError):
@@ -57,12 +61,16 @@ class InOneTransaction:
     def __init__(self, connection: Connection, plan: staging.Stage, at: Checkpoint) -> None:
         self.connection, self.plan, self.at = connection, plan, at
         self.careful = 0
+        self.checked = time.monotonic()
 
     def __call__(self, batch: Batch) -> Checkpoint:
         refused = staging.stage(raw_cursor(self.connection), self.plan, batch, careful=False)
         save_refused(self.connection, self.plan.job_id, refused)
         self.careful += batch.careful
-        cancel = repository.cancel_requested(self.connection, self.plan.job_id)
+        cancel = False
+        if time.monotonic() - self.checked >= CANCEL_CHECK_SECONDS:
+            cancel = repository.cancel_requested(self.connection, self.plan.job_id)
+            self.checked = time.monotonic()
         self.at = Checkpoint(
             batch.end_offset,
             batch.next_line,
