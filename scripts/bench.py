@@ -198,20 +198,29 @@ def parts(job_id: str, upload: float, seconds: float) -> dict[str, float]:
 
 
 @contextmanager
-def services() -> Iterator[dict[str, Process]]:
+def services(workers: bool = True) -> Iterator[dict[str, Process]]:
+    """The API, and unless told otherwise the workers (`start_workers` starts them later)."""
     running: dict[str, Process] = {}
     try:
         running["api"] = start(
             "api", api_command("127.0.0.1", PORT, "--no-access-log"), "Uvicorn running"
         )
-        running["worker"] = start(
-            "worker", worker_command(get_settings().worker_concurrency), "ready."
-        )
-        running["express"] = start("express", express_command(), "ready.")
+        if workers:
+            start_workers(running)
         yield running
     finally:
         for process in reversed(running.values()):
             process.stop()
+
+
+def start_workers(running: dict[str, Process]) -> None:
+    running["worker"] = start("worker", worker_command(get_settings().worker_concurrency), "ready.")
+    running["express"] = start("express", express_command(), "ready.")
+
+
+def stop_workers(running: dict[str, Process]) -> None:
+    for name in ("express", "worker"):
+        running.pop(name).stop()
 
 
 def measure(http: httpx.Client, running: dict[str, Process], rows: int, runs: int) -> Figures:

@@ -1,7 +1,7 @@
 """The service side of speed: many small jobs at once, and many watchers of one job.
 
     python scripts/bench_service.py --burst 1000 --clients 50    # 100-row uploads
-    python scripts/bench_service.py --watchers 10000             # of one 1,000,000-row import
+    python scripts/bench_service.py --watchers 10000             # of one 2,000,000-row import
     python scripts/bench_service.py --json
 
 --burst: JOBS uploads of a 100-row file from CLIENTS clients at once, each client uploading,
@@ -9,10 +9,12 @@ then following its job's event stream to the final event, then uploading the nex
 the jobs per second over the whole burst and the time from upload to final event (median,
 90th and 99th percentile, worst). Every job must complete and every row land.
 
---watchers: a big import watched by N event-stream subscribers on one API process, next to
-the same import watched by one. Every subscriber must see progress at least once a second
-while the import runs, then its final event. Prints how long connecting them took, the
-import's time with one watcher and with N, and the longest gap any subscriber saw.
+--watchers: a big import watched by N event-stream subscribers on one API process, each run
+between two runs of the same import watched by one (medians compared). The subscribers
+connect while the job waits for a worker; the workers start once all have the job's state.
+Every subscriber must get its final event. Prints how long connecting them took, the load's
+time with one watcher and with N, the longest gap between two events of the running job that
+any subscriber saw, and the CPU time of the API and of the watchers while the job loaded.
 
 The API and the workers run as `make run` starts them, in the benchmarks' own database,
 virtual host and Redis database (see scripts/bench.py).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
@@ -141,18 +145,141 @@ def _percentile(ordered: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+class Watcher:
+    """One event-stream subscriber on a bare socket: it only notes when each event came."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.running: list[float] = []  # arrivals of events of the running job
+        self.final: str | None = None
+
+    async def watch(self, path: str) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bench.PORT)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"event stream refused: {head[:80]!r}")
+        buffer = b""
+        while self.final is None:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            *events, buffer = (buffer + chunk).split(b"\r\n\r\n")
+            self._note(events, time.perf_counter())
+        writer.close()
+
+    def _note(self, events: list[bytes], now: float) -> None:
+        for event in events:
+            if b"event: " not in event:
+                continue  # a ping
+            self.connected.set()
+            if b'"status": "running"' in event:
+                self.running.append(now)
+            for status in FINISHED:
+                if f"event: {status}".encode() in event:
+                    self.final = status
+                    self.running.append(now)
+
+    @property
+    def longest_gap(self) -> float:
+        pairs = zip(self.running, self.running[1:], strict=False)
+        return max((later - earlier for earlier, later in pairs), default=0.0)
+
+
+async def _watched_import(
+    running: dict[str, Any], headers: dict[str, str], path: Path, count: int
+) -> dict[str, Any]:
+    bench.DB.execute("TRUNCATE bench.pipeline")
+    with httpx.Client(base_url=f"http://127.0.0.1:{bench.PORT}", headers=headers) as http:
+        job = bench.upload(http, path, "bench.pipeline")
+    url = httpx.URL(job["events_url"])
+    target = url.raw_path.decode()
+    watchers = [Watcher() for _ in range(count)]
+    start = time.perf_counter()
+    tasks = []
+    for wave in range(0, count, 500):  # within the listen backlog
+        for watcher in watchers[wave : wave + 500]:
+            tasks.append(asyncio.create_task(watcher.watch(target)))
+        await asyncio.gather(*(watcher.connected.wait() for watcher in watchers[: wave + 500]))
+    connected = time.perf_counter() - start
+    api_cpu, own_cpu = cpu_seconds(running["api"].popen.pid), time.process_time()
+    await asyncio.to_thread(bench.start_workers, running)
+    await asyncio.gather(*tasks)
+    api_cpu, own_cpu = (
+        cpu_seconds(running["api"].popen.pid) - api_cpu,
+        time.process_time() - own_cpu,
+    )
+    await asyncio.to_thread(bench.stop_workers, running)
+    finals = {watcher.final for watcher in watchers}
+    if finals != {"completed"}:
+        raise SystemExit(f"final events seen: {finals}")
+    seconds = bench.parts(job["id"], 0.0, 0.0)["load"]
+    return {
+        "watchers": count,
+        "connect_seconds": round(connected, 2),
+        "load_seconds": round(seconds, 2),
+        "longest_gap": round(max(watcher.longest_gap for watcher in watchers), 2),
+        "fewest_events": min(len(watcher.running) for watcher in watchers),
+        "api_cpu_seconds": round(api_cpu, 2),
+        "watchers_cpu_seconds": round(own_cpu, 2),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watchers(
+    running: dict[str, Any], headers: dict[str, str], count: int, rows: int, runs: int
+) -> dict[str, Any]:
+    path = benchdata.write(bench.WORK / f"rows-{rows}.csv", rows)
+    done = []
+    for n in [1, *([count, 1] * runs)]:
+        # The watchers share the machine with what they watch: uvloop keeps them cheap.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            done.append(runner.run(_watched_import(running, headers, path, n)))
+        print(
+            f"  {n:>6} watchers of a {rows:,}-row import: connected in "
+            f"{done[-1]['connect_seconds']:.2f} s, load {done[-1]['load_seconds']:.2f} s, "
+            f"longest gap between events {done[-1]['longest_gap']:.2f} s, fewest events "
+            f"{done[-1]['fewest_events']}; CPU while it loaded: API "
+            f"{done[-1]['api_cpu_seconds']:.2f} s, "
+            f"watchers {done[-1]['watchers_cpu_seconds']:.2f} s",
+            flush=True,
+        )
+    alone = statistics.median(run["load_seconds"] for run in done if run["watchers"] == 1)
+    watched = statistics.median(run["load_seconds"] for run in done if run["watchers"] > 1)
+    slower = watched / alone
+    print(
+        f"  median load with {count} watchers {watched:.2f} s, with one {alone:.2f} s: "
+        f"{slower:.2f}x; longest gap {max(run['longest_gap'] for run in done):.2f} s",
+        flush=True,
+    )
+    return {"runs": done, "slowdown": round(slower, 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--burst", type=int, metavar="JOBS")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rows", type=int, default=100, help="rows per job of the burst")
+    parser.add_argument("--watchers", type=int, metavar="N")
+    parser.add_argument("--watch-rows", type=int, default=2_000_000)
+    parser.add_argument("--watch-runs", type=int, default=2, help="runs with N watchers")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     bench.prepare()
     headers = bearer(make_key(bench.ENV["DATABASE_URL"], "bench", name="service benchmark"))
     report: dict[str, Any] = {}
-    with bench.services():
+    with bench.services(workers=False) as running:
+        if args.watchers:
+            report["watchers"] = watchers(
+                running, headers, args.watchers, args.watch_rows, args.watch_runs
+            )
         if args.burst:
+            bench.start_workers(running)
             report["burst"] = burst(headers, args.burst, args.clients, args.rows)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -17,6 +17,7 @@ import redis
 
 from server.client import Event, read_events
 from server.progress.events import stream_key
+from server.progress.hub import stream_position
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.harness import Process, bearer, free_port, start_api, wait_until
 from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
@@ -179,6 +180,77 @@ def test_two_hundred_subscribers_all_see_the_end_and_memory_comes_back(
     time.sleep(1)
     after = rss_kib(api_process.popen.pid)
     assert after - before < 8 * 1024, f"API grew by {(after - before) // 1024} MB"
+
+
+def redis_readers() -> int:
+    """Connections of the test database's Redis that are blocked in XREAD right now."""
+    client = redis.Redis.from_url(ENV["REDIS_URL"])
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    listed: list[dict[str, Any]] = client.client_list()
+    return sum(1 for c in listed if c.get("cmd") == "xread" and str(c.get("db")) == str(db))
+
+
+async def watch_then_run(url: str, count: int, run: Any) -> tuple[int, list[list[Event]]]:
+    """`count` subscribers; once each has its first event, count the Redis readers, then
+    `run()` the job and read every stream to its end."""
+    limits = httpx.Limits(max_connections=count + 10)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+        started = [asyncio.Event() for _ in range(count)]
+
+        async def one(index: int) -> list[Event]:
+            events: list[Event] = []
+            async with http.stream("GET", url) as response:
+                async for event in _events(response):
+                    events.append(event)
+                    started[index].set()
+            return events
+
+        streams = [asyncio.create_task(one(index)) for index in range(count)]
+        await asyncio.gather(*(event.wait() for event in started))
+        await asyncio.sleep(0.5)
+        readers = await asyncio.to_thread(redis_readers)
+        await asyncio.to_thread(run)
+        return readers, await asyncio.gather(*streams)
+
+
+async def _events(response: httpx.Response) -> Any:
+    lines: list[str] = []
+    async for line in response.aiter_lines():
+        lines.append(line)
+        if line == "":
+            for event in read_events(iter(lines)):
+                yield event
+            lines = []
+
+
+def test_the_subscribers_of_a_job_share_one_redis_reader(
+    client: httpx.Client, workers: StartWorker, table: MakeTable
+) -> None:
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(100_000)), table()).json()
+
+    readers, results = asyncio.run(
+        watch_then_run(job["events_url"], 300, lambda: workers(batch_rows=2000))
+    )
+
+    assert readers == 1, "one XREAD for every subscriber of the process"
+    assert all(events[-1].kind == "completed" for events in results)
+    assert {events[-1].data["rows_loaded"] for events in results} == {100_000}
+    for events in results:
+        ids = [stream_position(event.id) or (0, 0) for event in events[1:] if event.id]
+        assert ids == sorted(set(ids)), "stream entries in order, none twice"
+
+
+def test_a_reconnect_after_the_final_event_gets_204(
+    client: httpx.Client, worker: Process, table: MakeTable
+) -> None:
+    """An EventSource reconnects on its own after any stream ends; 204 stops it."""
+    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), table()).json()
+    wait_for_job(client, job["id"])
+    final = stream_ids(job["id"])[-1]
+
+    response = client.get(job["events_url"], headers={"Last-Event-ID": final})
+
+    assert response.status_code == 204
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from server.api.deps import Services, ServicesDep
+from server.api.deps import HubDep, Services, ServicesDep
 from server.api.errors import ApiError, job_not_found
-from server.jobs import repository
 from server.jobs.model import Job
 from server.keys import tokens
 from server.keys.keys import Tenant, find_tenant
@@ -58,24 +58,30 @@ def current_tenant(services: ServicesDep, credentials: Credentials) -> Tenant:
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
 
 
-def events_tenant(
+async def events_job(
     job_id: uuid.UUID,
     services: ServicesDep,
+    hub: HubDep,
     credentials: Credentials,
     token: EventsToken = None,
-) -> Tenant:
-    """The key's tenant; without a key, the tenant the URL's token was made for."""
+) -> Job:
+    """The job whose events are asked for: the key's tenant's, or the one the URL's token
+    was made for. Thousands of browsers may open one job's events at once: the hub reads
+    its row once for all of them."""
     if credentials is not None or token is None:
-        return current_tenant(services, credentials)
-    with services.engine.connect() as connection:
-        job = repository.get_job(connection, job_id)
-    if job is None or not tokens.opens(services.secret, token, job_id, job.tenant, time.time()):
+        tenant = await run_in_threadpool(current_tenant, services, credentials)
+        job = await hub.job(job_id)
+        allowed = job is not None and job.tenant == tenant.name
+    else:
+        job = await hub.job(job_id)
+        now = time.time()
+        allowed = job is not None and tokens.opens(services.secret, token, job_id, job.tenant, now)
+    if job is None or not allowed:
         raise job_not_found(job_id)
-    # A token opens one job's events, nothing else: no targets.
-    return Tenant(job.tenant, targets=())
+    return job
 
 
-EventsTenantDep = Annotated[Tenant, Depends(events_tenant)]
+EventsJobDep = Annotated[Job, Depends(events_job)]
 
 
 def events_token(services: Services, job: Job) -> str:

@@ -9,6 +9,7 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from server.progress.hub import Hub
 from server.settings import Settings
 from server.storage import Storage
 
@@ -28,3 +29,11 @@ def services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(services)]
+
+
+def hub(request: Request) -> Hub:
+    found: Hub = request.app.state.hub
+    return found
+
+
+HubDep = Annotated[Hub, Depends(hub)]

@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Send
 
 from server.api import upload
 from server.api.accept import DuplicateKey, accept
-from server.api.auth import EventsTenantDep, TenantDep, events_token
-from server.api.deps import Services, ServicesDep
+from server.api.auth import EventsJobDep, TenantDep, events_token
+from server.api.deps import HubDep, Services, ServicesDep
 from server.api.errors import job_not_found
 from server.api.options import UPLOAD_FORM, parse_options
 from server.api.schemas import (
@@ -48,6 +49,14 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 class EventStream(EventSourceResponse):
     media_type = "text/event-stream"
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        # Without a send timeout, straight to the server: a cancel scope per message costs
+        # more than the write itself when thousands of browsers follow one import.
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
 
 
 @router.post(
@@ -198,7 +207,7 @@ _EVENT = {
         },
     },
 }
-_EVENTS = {
+_EVENTS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A stream of Server-Sent Events: the current state first, "
         "then an event after each committed batch, each `data` a JSON "
@@ -206,6 +215,7 @@ _EVENTS = {
         "`cancelled` event.",
         "content": {"text/event-stream": {"schema": _EVENT}},
     },
+    204: {"description": "The `Last-Event-ID` is the job's final event: nothing more will come."},
     **json_errors(401, 404, 422),
 }
 
@@ -219,19 +229,18 @@ _EVENTS = {
 )
 async def import_events(
     job_id: uuid.UUID,
-    services: ServicesDep,
-    tenant: EventsTenantDep,
+    hub: HubDep,
+    job: EventsJobDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventSourceResponse:
-    await run_in_threadpool(_job, services, tenant, job_id)
-
-    async def load_job() -> Job:
-        return await run_in_threadpool(_job, services, tenant, job_id)
-
-    events = follow(job_id, last_event_id, services.settings.redis_url, load_job)
+) -> Response:
+    if last_event_id is not None and await hub.ended_for(job_id, last_event_id):
+        # A browser back after the final event: 204 stops its EventSource for good.
+        return Response(status_code=204)
     # Proxies must not buffer the stream (and it is never gzipped).
     return EventStream(
-        events, ping=PING_SECONDS, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"}
+        follow(hub, job.id, last_event_id),
+        ping=PING_SECONDS,
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
     )
 
 
