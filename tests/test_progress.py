@@ -187,7 +187,11 @@ def redis_readers() -> int:
     client = redis.Redis.from_url(ENV["REDIS_URL"])
     db = client.connection_pool.connection_kwargs.get("db", 0)
     listed: list[dict[str, Any]] = client.client_list()
-    return sum(1 for c in listed if c.get("cmd") == "xread" and str(c.get("db")) == str(db))
+    return sum(
+        1
+        for c in listed
+        if c.get("cmd") == "xread" and "b" in c.get("flags", "") and str(c.get("db")) == str(db)
+    )
 
 
 async def watch_then_run(url: str, count: int, run: Any) -> tuple[int, list[list[Event]]]:

@@ -157,13 +157,15 @@ class Follower:
         for mailbox in self.mailboxes:
             mailbox.fail()
 
-    def tick_when_quiet(self, now: float) -> None:
+    def quiet(self, now: float) -> bool:
+        return now - self.heard_at >= BLOCK_MS / 1000
+
+    def tick(self, now: float) -> None:
         """Tell the subscribers of a job that has been quiet for a read's block: they look at
         the job's row, which may say it ended without telling Redis."""
-        if now - self.heard_at >= BLOCK_MS / 1000:
-            self.heard_at = now
-            for mailbox in self.mailboxes:
-                mailbox.tick()
+        self.heard_at = now
+        for mailbox in self.mailboxes:
+            mailbox.tick()
 
 
 class SharedReads:
@@ -259,7 +261,8 @@ class Hub:
             return False
         if not saved or not is_final(json.loads(saved[b"data"])):
             return False
-        return stream_position(saved[b"stream_id"].decode()) <= seen  # type: ignore[operator]
+        final_at = stream_position(saved[b"stream_id"].decode())
+        return final_at is not None and final_at <= seen
 
     async def _follower(self, job_id: uuid.UUID) -> Follower:
         found = self.followers.get(job_id)
@@ -305,14 +308,30 @@ class Hub:
                 found: Any = await self.reader.xread(streams, block=BLOCK_MS, count=100)
                 for key, entries in found:
                     self._deliver(key.decode(), entries)
-                now = time.monotonic()
-                for follower in self.followers.values():
-                    follower.tick_when_quiet(now)
+                self._sweep(time.monotonic())
         except (RedisError, OSError) as error:
             log.warning("progress hub: Redis unavailable (%s), subscribers follow job rows", error)
-            for follower in self.followers.values():
-                follower.fail()
-            self.followers.clear()
+            self._fail_all()
+        except Exception:
+            log.exception("progress hub: reading failed, subscribers follow job rows")
+            self._fail_all()
+            raise
+
+    def _sweep(self, now: float) -> None:
+        """Tick the quiet jobs; forget those nobody waits for (their subscribers went away
+        while the job was being looked up)."""
+        for job_id, follower in list(self.followers.items()):
+            if not follower.quiet(now):
+                continue
+            if follower.mailboxes:
+                follower.tick(now)
+            else:
+                del self.followers[job_id]
+
+    def _fail_all(self) -> None:
+        for follower in self.followers.values():
+            follower.fail()
+        self.followers.clear()
 
     def _deliver(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         if key == self.wake_key:
