@@ -350,7 +350,7 @@ def upsert(http: httpx.Client, rows: int, runs: int) -> dict[str, Any]:
         baseline = _timed_psql_upsert(path)
         DB.execute("TRUNCATE bench.pipeline; INSERT INTO bench.pipeline SELECT * FROM bench.before")
         start = time.perf_counter()
-        job = upload(http, path, "bench.pipeline", {"mode": "upsert", "key": "id"})
+        job = upload(http, path, "bench.pipeline", {"mode": "upsert", "key": "pipeline_pkey"})
         final = until_done(http, job)
         seconds = time.perf_counter() - start
         if (final["rows_loaded"], final["rows_refused"]) != (rows, 0):
