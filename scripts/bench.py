@@ -131,23 +131,17 @@ def prepare() -> None:
         )
 
 
+def timed_psql(*args: str, script: str | None = None) -> float:
+    """How long `psql` takes to run, in the benchmark's database (stopping at an error)."""
+    start = time.perf_counter()
+    command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", DSN, *args]
+    subprocess.run(command, input=script, text=True, check=True)
+    return time.perf_counter() - start
+
+
 def psql_copy(path: Path) -> float:
     DB.execute("TRUNCATE bench.baseline")
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            DSN,
-            "-c",
-            f"\\copy bench.baseline FROM '{path}' WITH (FORMAT csv, HEADER true)",
-        ],
-        check=True,
-    )
-    return time.perf_counter() - start
+    return timed_psql("-c", f"\\copy bench.baseline FROM '{path}' WITH (FORMAT csv, HEADER true)")
 
 
 def upload(
@@ -384,12 +378,7 @@ def _timed_psql_upsert(path: Path) -> float:
         f"ON CONFLICT (id) DO UPDATE SET {updates};",
         "COMMIT;",
     ]
-    script = "\n".join(lines) + "\n"
-    start = time.perf_counter()
-    subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", DSN], input=script, text=True, check=True
-    )
-    return time.perf_counter() - start
+    return timed_psql(script="\n".join(lines) + "\n")
 
 
 def main() -> int:

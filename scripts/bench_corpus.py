@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -69,21 +68,8 @@ def create_tables(file: corpus.CorpusFile) -> None:
 
 
 def psql_copy(file: corpus.CorpusFile) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            bench.DSN,
-            "-c",
-            f"\\copy bench.{TABLES[0]} FROM '{file.path}' WITH ({file.copy_options})",
-        ],
-        check=True,
-    )
-    return time.perf_counter() - start
+    copy = f"\\copy bench.{TABLES[0]} FROM '{file.path}' WITH ({file.copy_options})"
+    return bench.timed_psql("-c", copy)
 
 
 def pipeline(

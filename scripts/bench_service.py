@@ -94,7 +94,10 @@ async def _client(
         latencies.append(time.perf_counter() - start)
 
 
-async def _burst(headers: dict[str, str], clients: int, files: list[bytes]) -> float:
+async def _burst(
+    headers: dict[str, str], clients: int, files: list[bytes]
+) -> tuple[float, list[float]]:
+    """The burst's whole time, and each job's time from upload to final event."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for content in files:
         queue.put_nowait(content)
@@ -106,20 +109,16 @@ async def _burst(headers: dict[str, str], clients: int, files: list[bytes]) -> f
         start = time.perf_counter()
         await asyncio.gather(*(_client(http, queue, latencies) for _ in range(clients)))
         seconds = time.perf_counter() - start
-    _LATENCIES[:] = latencies
-    return seconds
-
-
-_LATENCIES: list[float] = []
+    return seconds, latencies
 
 
 def burst(headers: dict[str, str], jobs: int, clients: int, rows: int) -> dict[str, Any]:
     bench.DB.execute("TRUNCATE bench.small")
-    seconds = asyncio.run(_burst(headers, clients, small_files(jobs, rows)))
+    seconds, latencies = asyncio.run(_burst(headers, clients, small_files(jobs, rows)))
     ((landed,),) = bench.DB.rows("SELECT count(*) FROM bench.small")
     if landed != jobs * rows:
         raise SystemExit(f"{landed} rows landed, {jobs * rows} expected")
-    ordered = sorted(_LATENCIES)
+    ordered = sorted(latencies)
     figures = {
         "jobs": jobs,
         "clients": clients,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,8 @@ from server.client import Event, read_events
 from server.progress.events import stream_key
 from server.progress.hub import stream_position
 from tests.conftest import ENV, MakeTable, StartWorker
-from tests.harness import Process, bearer, free_port, start_api, wait_until
+from tests.faults.services import PrivateRedis
+from tests.harness import Process, bearer, free_port, start_api
 from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -258,46 +258,21 @@ def test_a_reconnect_after_the_final_event_gets_204(
 
 
 @pytest.fixture
-def private_redis(log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: _pings(url), 10, "private Redis did not start")
-    yield url, server
-    if server.poll() is None:
-        server.kill()
-        server.wait()
-
-
-def _pings(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url).ping())
-    except redis.RedisError:
-        return False
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    yield server
+    server.stop()
 
 
 def test_with_redis_gone_the_import_finishes_and_subscribers_see_the_end(
-    private_redis: tuple[str, subprocess.Popen[bytes]],
+    private_redis: PrivateRedis,
     workers: StartWorker,
     table: MakeTable,
     log_dir: Path,
     api_key: str,
 ) -> None:
-    url, server = private_redis
+    url, server = private_redis.url, private_redis.process
+    assert server is not None
     port = free_port()
     env = dict(os.environ, REDIS_URL=url)
     api = start_api(env, log_dir, port)

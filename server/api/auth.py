@@ -68,15 +68,17 @@ async def events_job(
     """The job whose events are asked for: the key's tenant's, or the one the URL's token
     was made for. Thousands of browsers may open one job's events at once: the hub reads
     its row once for all of them."""
+    tenant = None
     if credentials is not None or token is None:
         tenant = await run_in_threadpool(current_tenant, services, credentials)
-        job = await hub.job(job_id)
-        allowed = job is not None and job.tenant == tenant.name
+    job = await hub.job(job_id)
+    if job is None:
+        raise job_not_found(job_id)
+    if tenant is not None:
+        allowed = job.tenant == tenant.name
     else:
-        job = await hub.job(job_id)
-        now = time.time()
-        allowed = job is not None and tokens.opens(services.secret, token, job_id, job.tenant, now)
-    if job is None or not allowed:
+        allowed = tokens.opens(services.secret, token or "", job_id, job.tenant, time.time())
+    if not allowed:
         raise job_not_found(job_id)
     return job
 

@@ -238,7 +238,7 @@ async def import_events(
         return Response(status_code=204)
     # Proxies must not buffer the stream (and it is never gzipped).
     return EventStream(
-        follow(hub, job.id, last_event_id),
+        follow(hub, job, last_event_id),
         ping=PING_SECONDS,
         headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
     )

@@ -43,30 +43,30 @@ class Upload:
     has_file: bool = False
 
 
+# Hashing threads shared by every upload of the process (hashlib lets go of the GIL for large
+# pieces); each upload has at most one piece with them at a time, so its pieces keep order.
+_HASHING = ThreadPoolExecutor(4, thread_name_prefix="sha256")
+
+
 class _Digest:
-    """The file's sha256, computed in a thread of its own beside the parsing and the disk
-    writes (hashlib lets go of the GIL for large pieces), one piece at a time."""
+    """The file's sha256, computed beside the parsing and the disk writes."""
 
     def __init__(self) -> None:
         self.hash = hashlib.sha256()
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="sha256")
         self.pending: Future[None] | None = None
 
     def update(self, piece: bytes) -> None:
-        self._wait()
-        self.pending = self.thread.submit(self.hash.update, piece)
+        self.wait()
+        self.pending = _HASHING.submit(self.hash.update, piece)
 
-    def _wait(self) -> None:
+    def wait(self) -> None:
         if self.pending is not None:
             self.pending.result()
             self.pending = None
 
     def hexdigest(self) -> str:
-        self._wait()
+        self.wait()
         return self.hash.hexdigest()
-
-    def close(self) -> None:
-        self.thread.shutdown(wait=True)
 
 
 class _Receiver:
@@ -171,7 +171,7 @@ class _Receiver:
         self.done = True
 
     def close(self) -> None:
-        self.hash.close()
+        self.hash.wait()
         if self.sink is not None:
             self.sink.close()
 

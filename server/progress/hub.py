@@ -67,17 +67,15 @@ class Entry:
     fields: dict[str, Any]
     message: bytes
     final: bool
+    position: StreamKey  # where `id` stands in the stream; (0, 0) for an event without one
 
     @classmethod
     def of(cls, fields: dict[str, Any], entry_id: str | None) -> Entry:
         final = is_final(fields)
         kind = fields["status"] if final else "progress"
         event = ServerSentEvent(json.dumps(fields), event=kind, id=entry_id)
-        return cls(entry_id, fields, event.encode(), final)
-
-    @property
-    def position(self) -> StreamKey:
-        return stream_position(self.id or "") or (0, 0)
+        position = stream_position(entry_id or "") or (0, 0)
+        return cls(entry_id, fields, event.encode(), final, position)
 
 
 class HubUnavailable(RuntimeError):

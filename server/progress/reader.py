@@ -22,50 +22,32 @@ log = logging.getLogger(__name__)
 FALLBACK_POLL_SECONDS = 1.0
 
 
-async def follow(hub: Hub, job_id: uuid.UUID, last_id: str | None) -> AsyncIterator[bytes]:
-    """The job's events as encoded SSE messages."""
+async def follow(hub: Hub, job: Job, last_id: str | None) -> AsyncIterator[bytes]:
+    """The job's events as encoded SSE messages; `job` is its row as the request found it."""
     try:
-        async with hub.subscription(job_id) as (follower, mailbox):
+        async with hub.subscription(job.id) as (follower, mailbox):
             seen = stream_position(last_id or "")
-            events = (
-                _from_start(hub, job_id, follower.latest)
-                if last_id is None or seen is None
-                else _coming_back(hub, job_id, follower.latest, last_id, seen)
-            )
-            after = None
-            async for entry in events:
+            if last_id is None or seen is None:
+                missed = [_first(job, follower.latest)]
+            else:
+                missed = await _missed(hub, job.id, follower.latest, last_id, seen)
+            for entry in missed:
                 yield entry.message
                 if entry.final:
                     return
-                after = entry.position
-            async for entry in _arriving(hub, job_id, mailbox, after or seen or (0, 0)):
+                seen = entry.position
+            async for entry in _arriving(hub, job.id, mailbox, seen or (0, 0)):
                 yield entry.message
     except HubUnavailable as error:
-        log.warning("job %s: Redis unavailable (%s), following the job row", job_id, error)
-        async for entry in _from_database(hub, job_id):
+        log.warning("job %s: Redis unavailable (%s), following the job row", job.id, error)
+        async for entry in _from_database(hub, job.id):
             yield entry.message
 
 
-async def _from_start(hub: Hub, job_id: uuid.UUID, latest: Entry | None) -> AsyncIterator[Entry]:
-    yield await _first(hub, job_id, latest)
-
-
-async def _coming_back(
-    hub: Hub, job_id: uuid.UUID, latest: Entry | None, last_id: str, seen: tuple[int, int]
-) -> AsyncIterator[Entry]:
-    """What the stream holds after `last_id`, when the hub has gone further."""
-    if latest is not None and seen < latest.position:
-        for entry in await hub.since(job_id, last_id):
-            yield entry
-    elif latest is not None and latest.final:
-        yield Entry.of(latest.fields, None)  # it had the end already: say it again, no more
-
-
-async def _first(hub: Hub, job_id: uuid.UUID, latest: Entry | None) -> Entry:
+def _first(job: Job, latest: Entry | None) -> Entry:
     """The current state: the last entry, unless the job's row says it has ended."""
     if latest is not None and latest.final:
         return latest
-    job = await _job(hub, job_id)
     if job.status.finished:
         # Ended, and Redis not told yet: a worker writes the end only after committing it.
         return Entry.of(event_fields(Progress.of(job)), None)
@@ -73,6 +55,17 @@ async def _first(hub: Hub, job_id: uuid.UUID, latest: Entry | None) -> Entry:
         return latest
     # No stream yet: every entry that comes will be new to this subscriber.
     return Entry.of(event_fields(Progress.of(job)), "0-0")
+
+
+async def _missed(
+    hub: Hub, job_id: uuid.UUID, latest: Entry | None, last_id: str, seen: tuple[int, int]
+) -> list[Entry]:
+    """What a subscriber coming back after `last_id` has missed."""
+    if latest is not None and seen < latest.position:
+        return await hub.since(job_id, last_id)
+    if latest is not None and latest.final:
+        return [Entry.of(latest.fields, None)]  # it had the end already: say it again, no more
+    return []
 
 
 async def _arriving(
