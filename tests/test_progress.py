@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import redis
 
 from server.client import Event, read_events
 from server.progress.events import stream_key
-from server.progress.hub import stream_position
+from server.progress.hub import Hub, stream_position
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.services import PrivateRedis
 from tests.harness import Process, bearer, free_port, start_api
@@ -295,3 +296,29 @@ def test_with_redis_gone_the_import_finishes_and_subscribers_see_the_end(
     assert (final["status"], final["rows_loaded"]) == ("completed", 60_000)
     assert events[-1].kind == "completed"
     assert events[-1].data["rows_loaded"] == 60_000
+
+
+def test_a_subscriber_never_waits_on_a_job_the_hub_stopped_following() -> None:
+    """Two subscribers wait for the hub to start following a job; the first leaves at once
+    (its job had ended), which ends the following: the second must get a followed job, not
+    the one just dropped, or it would wait for entries that nobody reads."""
+
+    async def scenario() -> bool:
+        hub = Hub(ENV["REDIS_URL"], lambda _: None)
+        job_id = uuid.uuid4()
+
+        async def leaves_at_once() -> None:
+            async with hub.subscription(job_id):
+                pass
+
+        async def stays() -> bool:
+            async with hub.subscription(job_id) as (follower, _):
+                return hub.followers.get(job_id) is follower
+
+        try:
+            _, followed = await asyncio.gather(leaves_at_once(), stays())
+        finally:
+            await hub.close()
+        return followed
+
+    assert asyncio.run(scenario())

@@ -231,6 +231,10 @@ class Hub:
     async def subscription(self, job_id: uuid.UUID) -> AsyncIterator[tuple[Follower, Mailbox]]:
         """A mailbox for the job's entries, from its snapshot on."""
         follower = await self._follower(job_id)
+        # Another subscriber may have left, and the job been dropped, while this one waited
+        # for the following to start: a dropped follower is read by nobody.
+        while self.followers.get(job_id) is not follower:
+            follower = await self._follower(job_id)
         mailbox = Mailbox()
         follower.mailboxes.add(mailbox)
         try:
@@ -267,10 +271,9 @@ class Hub:
         if found is not None:
             return found
         starting = self.starting.get(job_id)
-        if starting is None:
+        if starting is None or starting.done():
             starting = asyncio.ensure_future(self._start(job_id))
             self.starting[job_id] = starting
-            starting.add_done_callback(lambda _: self.starting.pop(job_id, None))
         return await asyncio.shield(starting)
 
     async def _start(self, job_id: uuid.UUID) -> Follower:
@@ -279,6 +282,10 @@ class Hub:
             saved: Any = await self.commands.hgetall(snapshot_key(job_id))
         except (RedisError, OSError) as error:
             raise HubUnavailable(str(error)) from error
+        finally:
+            # Whoever asks after this point starts afresh (a start whose follower was
+            # dropped must not be handed out again).
+            self.starting.pop(job_id, None)
         follower = Follower(job_id)
         if saved:
             follower.position = saved[b"stream_id"].decode()
