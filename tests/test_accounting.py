@@ -60,6 +60,24 @@ def test_an_upsert_on_a_nullable_key_accounts_for_every_line(
     ]
 
 
+def test_an_upsert_with_repeated_keys_and_a_row_a_check_refuses_accounts_for_every_line(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    """The insert tries first; whichever refusal it meets, the repeated keys leave before
+    any probe runs (a probe over them would fail for them, not for the row it looks for)."""
+    target = table("(id int PRIMARY KEY, qty int CHECK (qty >= 0))")
+    content = b"id,qty\n1,5\n2,-1\n1,7\n3,2\n3,4\n4,1\n"
+
+    job = wait_for_job(client, upload(client, content, target, mode="upsert").json()["id"])
+
+    assert job["status"] == "completed", job
+    assert (job["rows_loaded"], job["rows_refused"], job["rows_superseded"]) == (3, 1, 2)
+    assert [(line, code) for line, _, code in refused(client, job["id"])] == [
+        (3, "check_violation")
+    ]
+    assert db.rows(f"SELECT id, qty FROM {target} ORDER BY id") == [(1, 7), (3, 4), (4, 1)]
+
+
 def test_an_overlapping_reupload_refuses_exactly_the_keys_already_there(
     client: httpx.Client, worker: Process, pair: MakePair, db: Database
 ) -> None:
@@ -101,6 +119,23 @@ def test_rows_refused_before_the_budget_trips_are_kept_on_the_failed_job(
         (6, "id", "not_integer"),
     ]
     assert db.value(f"SELECT count(*) FROM {target}") == 0
+
+
+def test_rows_the_database_refuses_past_the_budget_are_kept_on_the_failed_job(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    """Refused in the publish's set-based step (the key is in the table already): that step
+    commits its refused rows before the budget is checked."""
+    target = table("(id int PRIMARY KEY, name text)")
+    db.execute(f"INSERT INTO {target} VALUES (1, 'there')")
+    content = b"id,name\n1,a\n2,b\n"
+
+    job = wait_for_job(client, upload(client, content, target, max_errors="0").json()["id"])
+
+    assert job["status"] == "failed", job
+    assert "max_errors=0" in job["error"]
+    assert refused(client, job["id"]) == [(2, "id", "duplicate_key")]
+    assert db.rows(f"SELECT id, name FROM {target}") == [(1, "there")]
 
 
 def test_a_cancel_interrupts_a_long_publish_at_once(

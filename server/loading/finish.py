@@ -1,5 +1,6 @@
-"""The end of a staged job: superseded and refused rows found as sets, each step committed
-on its own, then the one atomic insert, whose count is checked against the staged rows.
+"""The end of a staged job: the one atomic insert, whose count is checked against the staged
+rows; when it is refused, superseded and refused rows found as sets, each step committed on
+its own, and the insert again.
 
 A step that has run leaves nothing for itself to find again, so a continuation (after a
 soft time limit, a crash) picks up where the last committed step left off. A cancel is
@@ -27,6 +28,9 @@ from server.loading.accounting import check_budget, expect_written
 from server.loading.publish import Publish, Refused
 
 log = logging.getLogger(__name__)
+# What the insert can be refused with: a row (a key, a check, a value), or an upsert's key
+# given twice (an update cannot touch a row twice).
+REFUSED_INSERT = (psycopg2.IntegrityError, psycopg2.DataError, psycopg2.errors.CardinalityViolation)
 
 
 @dataclass
@@ -64,14 +68,22 @@ class Finisher:
         """The steps before the insert; False if the job was cancelled meanwhile. An
         append looks for duplicate keys first only if it expects some (its load in one
         transaction met one): otherwise the insert tries first, and a duplicate it meets
-        sends it to `refuse_duplicates`."""
+        sends it to `refuse_duplicates`. An upsert's insert tries first too: a key given
+        twice makes it fail (it cannot update a row twice), and `refuse_after` supersedes."""
         if self.cancelled:
             return False
-        if self.plan.mode == "upsert":
-            self._commit_step(self._supersede)
-        elif duplicates_expected:
+        if self.plan.mode == "append" and duplicates_expected:
             self.refuse_duplicates()
         return not self.cancelled
+
+    def supersede(self) -> bool:
+        """Upsert: the lines whose key a later line gives again leave (once); False when
+        that has run."""
+        if "supersede" in self.steps_done:
+            return False
+        self.steps_done.add("supersede")
+        self._commit_step(self._supersede)
+        return True
 
     def refuse_duplicates(self) -> bool:
         """Append: refuse the rows a unique key of the target refuses, the keys the table
@@ -145,8 +157,11 @@ class Finisher:
         return written, job
 
     def refuse_after(self, error: psycopg2.Error) -> bool:
-        """After the insert was refused: the duplicate keys as a set if that was why (once),
-        else a probe; False if nothing was found to refuse."""
+        """After the insert was refused: an upsert's repeated keys superseded first (once,
+        whatever the error: a probe must not meet them), the duplicate keys of an append as
+        a set if that was why (once), else a probe; False if nothing was found to refuse."""
+        if self.plan.mode == "upsert" and self.supersede():
+            return True
         unique = isinstance(error, psycopg2.errors.UniqueViolation)
         if self.plan.mode == "append" and unique and self.refuse_duplicates():
             return True

@@ -1,22 +1,22 @@
-"""Staged rows into the target: what the database would refuse is found as sets first, then
-everything else goes in with one INSERT, in the job's final transaction.
+"""Staged rows into the target: one INSERT in the job's final transaction writes them all;
+what the database refuses is then found as sets, and the insert runs again without it.
 
-Before the target is touched, steps that each commit and that a continuation never redoes
-(a step finds nothing left to do the second time):
+The steps that find it each commit, and a continuation never redoes one (a step finds
+nothing left to do the second time):
 
 - upsert: a row whose key a later line of the file gives again is superseded (the last line
-  wins): it leaves the staging table and is counted;
+  wins): it leaves the staging table and is counted. The insert fails on such keys (an
+  update cannot touch a row twice), so a file without them never pays for the search;
 - append: a row whose key (of any unique key of the target whose columns the file fills) is
   already in the table, or was given at an earlier line of the file, is refused: it leaves
   the staging table as a refused row. These run when the insert met a duplicate key (or
-  the job's load in one transaction did): most files have none, and pay nothing for them.
+  the job's load in one transaction did, before the insert first tries).
 
-Then one `INSERT … SELECT` (upsert: `ON CONFLICT … DO UPDATE`) writes the rest, and its
-count of rows must be the count of staged rows left: every line of the file is loaded,
-refused or superseded. Should PostgreSQL still refuse a row (a check, a foreign key, a
-unique index the steps do not see), a probe finds it by halving line ranges over an index
-on the line, in a transaction that is rolled back; the row is refused and the insert runs
-again.
+The one `INSERT … SELECT` (upsert: `ON CONFLICT … DO UPDATE`) has a count of rows that must
+be the count of staged rows left: every line of the file is loaded, refused or superseded.
+Should PostgreSQL still refuse a row (a check, a foreign key, a unique index the steps do
+not see), a probe finds it by halving line ranges over an index on the line, in a
+transaction that is rolled back; the row is refused and the insert runs again.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from server.loading import staging
 from server.loading.accounting import JobFailed, OverBudget, check_budget
 from server.loading.batches import Batch, Scanner
 from server.loading.checkpoint import CheckpointMoved, InOneTransaction, commit_batch
-from server.loading.finish import FileLines, Finisher
+from server.loading.finish import REFUSED_INSERT, FileLines, Finisher
 from server.loading.publish import Publish
 from server.settings import Settings
 from server.storage import Storage
@@ -317,7 +317,7 @@ class _Runner:
                 with self.connection.begin():
                     written, now = finisher.insert()
                     self._complete(written, written, now.rows_refused, now.rows_superseded)
-            except (psycopg2.IntegrityError, psycopg2.DataError) as error:
+            except REFUSED_INSERT as error:
                 log.info(
                     "job %s: the insert was refused (%s); finding the rows",
                     self.job_id,
