@@ -6,6 +6,7 @@ Runs in a thread (it reads the file and talks to PostgreSQL synchronously).
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -16,10 +17,11 @@ from server.api.options import ImportOptions
 from server.api.upload import Upload
 from server.crash import crash_point
 from server.csvfile.detect import HEAD_BYTES, EmptyFile, Layout, NotText, detect_layout
+from server.csvfile.encoding import CONFIDENT
 from server.csvfile.head import HEADER_LIMIT, HeadProblem, read_head
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
 from server.jobs import repository
-from server.jobs.model import Job
+from server.jobs.model import Job, JobWarning
 from server.keys.keys import Tenant
 from server.settings import Settings
 from server.storage import Storage
@@ -103,6 +105,21 @@ def read_header(
     return layout, found.header, found.data_offset, found.data_line
 
 
+def warnings_of(layout: Layout) -> list[JobWarning]:
+    """What the user should check: an encoding the detector was not sure of."""
+    confidence = layout.encoding_confidence
+    if confidence is None or confidence >= CONFIDENT:
+        return []
+    return [
+        JobWarning(
+            "uncertain_encoding",
+            f"the file's encoding was guessed as {layout.encoding} with a confidence of "
+            f"{confidence:.2f}; if its text looks garbled, upload it again with the "
+            "`encoding` field",
+        )
+    ]
+
+
 def _job_values(
     job_id: uuid.UUID,
     tenant: Tenant,
@@ -129,6 +146,8 @@ def _job_values(
         "bytes_total": upload.size,
         "sha256": upload.sha256,
         "encoding": layout.encoding,
+        "encoding_confidence": layout.encoding_confidence,
+        "warnings": [asdict(warning) for warning in warnings_of(layout)],
         "delimiter": layout.delimiter,
         "line_terminator": layout.terminator,
         "header": header,

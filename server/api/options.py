@@ -7,7 +7,8 @@ import json
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from server.api.errors import ApiError
-from server.csvfile.detect import DELIMITERS, ENCODINGS
+from server.csvfile.detect import DELIMITERS
+from server.csvfile.encoding import codec_name
 from server.jobs.model import JobOptions, Mode
 
 _DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
@@ -25,7 +26,11 @@ UPLOAD_FORM = {
                     "target": {"type": "string", "description": "`table` or `schema.table`"},
                     "mode": {"type": "string", "enum": ["append", "upsert"]},
                     "key": {"type": "string", "description": "upsert: a unique constraint's name"},
-                    "encoding": {"type": "string", "enum": list(ENCODINGS)},
+                    "encoding": {
+                        "type": "string",
+                        "description": "any text encoding Python knows (`cp1251`, "
+                        "`iso-8859-2`, `shift_jis`, …); detected when not given",
+                    },
                     "delimiter": {"type": "string", "enum": [",", ";", "tab", "|"]},
                     "mapping": {
                         "type": "string",
@@ -57,16 +62,12 @@ class ImportOptions(BaseModel):
     def _known_encoding(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        name = value.strip().lower().replace("_", "-")
-        name = {
-            "utf8": "utf-8",
-            "latin1": "latin-1",
-            "iso-8859-1": "latin-1",
-            "windows-1252": "cp1252",
-        }.get(name, name)
-        if name not in ENCODINGS:
-            raise ValueError(f"must be one of {', '.join(ENCODINGS)}")
-        return name
+        try:
+            name = codec_name(value)
+        except (LookupError, ValueError):
+            raise ValueError(f"{value!r} is not a text encoding Python knows") from None
+        # Its byte-order mark is skipped as any other encoding's is.
+        return "utf-8" if name == "utf-8-sig" else name
 
     @field_validator("delimiter")
     @classmethod
@@ -122,7 +123,11 @@ def parse_options(fields: dict[str, str]) -> ImportOptions:
         return ImportOptions.model_validate(
             {k: v for k, v in fields.items() if v != "" or k == "null_markers"}
         )
-    except (ValidationError, ValueError) as error:
+    except ValidationError as error:
+        named = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+        field = named.pop() if len(named) == 1 else None
+        raise ApiError(422, "invalid_option", _describe(error), field=field) from None
+    except ValueError as error:
         raise ApiError(422, "invalid_option", _describe(error)) from None
 
 

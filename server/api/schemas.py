@@ -51,6 +51,11 @@ def json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": _WHY[status], "content": body} for status in statuses}
 
 
+class WarningView(BaseModel):
+    code: str
+    message: str
+
+
 class JobView(BaseModel):
     id: uuid.UUID
     status: JobStatus
@@ -70,11 +75,19 @@ class JobView(BaseModel):
         "plain lines: a measure of how much of the file the fast path could take"
     )
     sha256: str
-    encoding: str
+    encoding: str = Field(description="Python's name of the file's encoding")
+    encoding_confidence: float | None = Field(
+        description="how sure the detector was of the encoding, from 0 to 1; null when it "
+        "was not a guess (a byte-order mark, UTF-8, or the `encoding` field)"
+    )
     delimiter: str
     header: list[str]
     extra_columns: list[str] = Field(description="headers that fill no column, ignored")
     error: str | None
+    warnings: list[WarningView] = Field(
+        description="what may not be what was meant (an encoding guessed with little "
+        "confidence); the job runs all the same"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

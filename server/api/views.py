@@ -7,7 +7,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 
-from server.api.schemas import JobView, ProblemView, RefusedRowView
+from server.api.schemas import JobView, ProblemView, RefusedRowView, WarningView
 from server.jobs.model import Job, RefusedRow
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -31,10 +31,12 @@ def job_view(job: Job, url: str, events_token: str) -> JobView:
         rows_careful=job.rows_careful,
         sha256=job.sha256,
         encoding=job.encoding,
+        encoding_confidence=job.encoding_confidence,
         delimiter=job.delimiter,
         header=list(job.header),
         extra_columns=list(job.extra_columns),
         error=job.error,
+        warnings=[WarningView(code=w.code, message=w.message) for w in job.warnings],
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

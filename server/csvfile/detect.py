@@ -9,16 +9,10 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from server.csvfile.encoding import Encoding, byte_order_mark, guess, is_utf8
+
 HEAD_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
-ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "cp1252", "latin-1")
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-# Bytes that cp1252 leaves undefined; a file holding them is read as Latin-1 instead.
-_CP1252_HOLES = frozenset(b"\x81\x8d\x8f\x90\x9d")
 _LINE_END_OR_QUOTE = re.compile(r'"|\r\n|\r|\n')
 _CONTROL = frozenset(range(0x00, 0x09)) | frozenset(range(0x0E, 0x20)) - {0x1A}
 
@@ -37,6 +31,7 @@ class Layout:
     bom_bytes: int
     terminator: str  # how lines end: "\n", "\r\n" or "\r"
     delimiter: str
+    encoding_confidence: float | None = None  # the detector's, when the encoding is a guess
 
     @property
     def split(self) -> str:
@@ -46,32 +41,43 @@ class Layout:
 
 def detect_layout(head: bytes, encoding: str | None = None, delimiter: str | None = None) -> Layout:
     """Read the first bytes of a file and say how it is written. Overrides win."""
-    found, bom = detect_encoding(head)
-    if encoding:
-        found = encoding
+    found = _given(head, encoding) if encoding else detect_encoding(head)
     # Bad bytes in UTF-8 are left for the rows that hold them to report.
-    text = decode_head(head[bom:], found, strict=encoding is None and found != "utf-8")
+    strict = encoding is None and found.name != "utf-8"
+    text = decode_head(head[found.bom_bytes :], found.name, strict)
     if not text.strip():
         raise EmptyFile("the file is empty")
     terminator = detect_terminator(text)
-    return Layout(found, bom, terminator, delimiter or detect_delimiter(text, terminator))
+    return Layout(
+        found.name,
+        found.bom_bytes,
+        terminator,
+        delimiter or detect_delimiter(text, terminator),
+        found.confidence,
+    )
 
 
-def detect_encoding(head: bytes) -> tuple[str, int]:
-    for bom, name in _BOMS:
-        if head.startswith(bom):
-            return name, len(bom)
+def detect_encoding(head: bytes) -> Encoding:
+    if bom := byte_order_mark(head):
+        return bom
     if not head.strip():
         raise EmptyFile("the file is empty")
     if _looks_binary(head):
         raise NotText("the file is not text (it holds binary bytes such as NUL)")
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        if _damaged_utf8(head):
-            return "utf-8", 0
-        return ("latin-1" if _CP1252_HOLES & set(head) else "cp1252"), 0
-    return "utf-8", 0
+    if is_utf8(head) or _damaged_utf8(head):
+        return Encoding("utf-8", 0)
+    return guess(head)
+
+
+def _given(head: bytes, encoding: str) -> Encoding:
+    """The user's encoding; its own byte-order mark, if the file starts with one, is
+    skipped. A file of an encoding whose line end is one byte is checked for binary."""
+    bom = byte_order_mark(head)
+    if bom and codecs.lookup(bom.name).name == codecs.lookup(encoding).name:
+        return Encoding(encoding, bom.bom_bytes)
+    if "\n".encode(encoding) == b"\n" and _looks_binary(head):
+        raise NotText("the file is not text (it holds binary bytes such as NUL)")
+    return Encoding(encoding, 0)
 
 
 def _damaged_utf8(head: bytes) -> bool:

@@ -18,9 +18,22 @@ from itertools import accumulate, chain
 
 from server.targets import Column
 
-# PostgreSQL's name for each encoding whose bytes the pattern can read directly: the
-# ASCII bytes (delimiters, quotes, digits, line ends) mean the same in all three.
-COPY_ENCODINGS = {"utf-8": "UTF8", "cp1252": "WIN1252", "iso8859-1": "LATIN1"}
+# PostgreSQL's name for each encoding whose bytes the pattern can read directly: UTF-8 and
+# the single-byte encodings, where an ASCII byte (a delimiter, a quote, a digit, a line end)
+# is always that character. PostgreSQL and Python read every byte of each alike (a test holds
+# them to it). Multi-byte encodings whose second bytes can look like ASCII (Shift-JIS, GBK,
+# Big5) go the careful way, which decodes them in Python.
+COPY_ENCODINGS = {
+    "utf-8": "UTF8",
+    **{f"cp{page}": f"WIN{page}" for page in (866, 874, *range(1250, 1259))},
+    **{
+        f"iso8859-{part}": f"LATIN{n}"
+        for n, part in enumerate((1, 2, 3, 4, 9, 10, 13, 14, 15, 16), 1)
+    },
+    **{f"iso8859-{part}": f"ISO_8859_{part}" for part in (5, 6, 7, 8)},
+    "koi8-r": "KOI8R",
+    "koi8-u": "KOI8U",
+}
 
 _YEAR = rb"[12][0-9]{3}"
 _MONTH_DAY = (
@@ -183,7 +196,7 @@ def careful_only(
             f"{sorted(set(null_markers))}"
         )
     if encoding_for_copy(encoding) is None:
-        return f"COPY here reads UTF-8, cp1252 and Latin-1, not {encoding}"
+        return f"the pattern reads UTF-8 and single-byte encodings, not {encoding}"
     if not columns:
         return "the file has no columns"
     for column in columns:

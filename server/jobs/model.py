@@ -43,6 +43,14 @@ class JobOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class JobWarning:
+    """Something about the job that may not be what its user meant; it runs all the same."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     id: uuid.UUID
     tenant: str
@@ -55,6 +63,7 @@ class Job:
     bytes_total: int
     sha256: str
     encoding: str
+    encoding_confidence: float | None  # the detector's, when the encoding was a guess
     delimiter: str
     line_terminator: str
     header: tuple[str, ...]
@@ -73,6 +82,7 @@ class Job:
     retries: int
     cancel_requested: bool
     error: str | None
+    warnings: tuple[JobWarning, ...]
     created_at: datetime
     published_at: datetime | None
     started_at: datetime | None
@@ -87,6 +97,7 @@ class Job:
         values["options"] = JobOptions.from_json(values["options"])
         for name in ("key_columns", "header", "column_map", "extra_columns"):
             values[name] = tuple(values[name])
+        values["warnings"] = tuple(JobWarning(**warning) for warning in values["warnings"])
         return cls(**values)
 
     @property
