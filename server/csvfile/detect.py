@@ -13,6 +13,8 @@ from server.csvfile.encoding import Encoding, byte_order_mark, guess, is_utf8
 
 HEAD_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
+# Encodings whose byte order a byte-order mark gives; without one, Windows' order.
+_BYTE_ORDER_FREE = {"utf-16": "utf-16-le", "utf-32": "utf-32-le"}
 _LINE_END_OR_QUOTE = re.compile(r'"|\r\n|\r|\n')
 _CONTROL = frozenset(range(0x00, 0x09)) | frozenset(range(0x0E, 0x20)) - {0x1A}
 
@@ -71,13 +73,16 @@ def detect_encoding(head: bytes) -> Encoding:
 
 def _given(head: bytes, encoding: str) -> Encoding:
     """The user's encoding; its own byte-order mark, if the file starts with one, is
-    skipped. A file of an encoding whose line end is one byte is checked for binary."""
+    skipped (`utf-16` takes its byte order from it, little-endian without one). A file of
+    an encoding whose line end is one byte is checked for binary."""
+    name = codecs.lookup(encoding).name
     bom = byte_order_mark(head)
-    if bom and codecs.lookup(bom.name).name == codecs.lookup(encoding).name:
-        return Encoding(encoding, bom.bom_bytes)
-    if "\n".encode(encoding) == b"\n" and _looks_binary(head):
+    if bom and (bom.name == name or bom.name.startswith(f"{name}-")):
+        return Encoding(bom.name, bom.bom_bytes)
+    name = _BYTE_ORDER_FREE.get(name, name)
+    if "\n".encode(name) == b"\n" and _looks_binary(head):
         raise NotText("the file is not text (it holds binary bytes such as NUL)")
-    return Encoding(encoding, 0)
+    return Encoding(name, 0)
 
 
 def _damaged_utf8(head: bytes) -> bool:
