@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ from server.progress.events import stream_key
 from server.progress.hub import Hub, stream_position
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.services import PrivateRedis
-from tests.harness import Process, bearer, free_port, start_api
+from tests.harness import Process, bearer, free_port, start_api, wait_until
 from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -100,8 +101,14 @@ def test_a_reconnect_after_an_end_that_never_reached_redis_gets_the_end_from_the
     job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), table()).json()
     wait_for_job(client, job["id"])
     redis_client = redis.Redis.from_url(ENV["REDIS_URL"])
-    entries: list[tuple[bytes, Any]] = redis_client.xrange(stream_key(job["id"]))  # type: ignore[assignment]
-    *progress, (end_id, _) = entries
+
+    def ended() -> list[tuple[bytes, Any]] | None:
+        """The worker writes the end to Redis just after the job row says so."""
+        entries: list[tuple[bytes, Any]] = redis_client.xrange(stream_key(job["id"]))  # type: ignore[assignment]
+        last = json.loads(entries[-1][1][b"data"]) if entries else {}
+        return entries if last.get("status") == "completed" else None
+
+    *progress, (end_id, _) = wait_until(ended, 10, "the end never reached Redis")
     assert progress, "the job wrote progress before its end"
     redis_client.xdel(stream_key(job["id"]), end_id)
     last_seen = progress[-1][0].decode()
