@@ -76,11 +76,7 @@ def byte_order_mark(head: bytes) -> Encoding | None:
 
 def is_utf8(head: bytes) -> bool:
     """Valid UTF-8, a character cut at the end of the head allowed."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
+    return _reads(head, "utf-8")
 
 
 def guess(head: bytes) -> Encoding:
@@ -132,6 +128,7 @@ def _candidates(name: str | None) -> list[str]:
 
 
 def _reads(head: bytes, encoding: str) -> bool:
+    """The head decodes without error, a character cut at its end allowed."""
     try:
         codecs.getincrementaldecoder(encoding)().decode(head, final=False)
     except UnicodeDecodeError:

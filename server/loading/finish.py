@@ -79,22 +79,21 @@ class Finisher:
     def supersede(self) -> bool:
         """Upsert: the lines whose key a later line gives again leave (once); False when
         that has run."""
-        if "supersede" in self.steps_done:
-            return False
-        self.steps_done.add("supersede")
-        self._commit_step(self._supersede)
-        return True
+        return self._once(self._supersede)
 
     def refuse_duplicates(self) -> bool:
         """Append: refuse the rows a unique key of the target refuses, the keys the table
         holds first, those the file gives twice next (one step each, once each); False
         when both have run."""
-        for step in (self._taken, self._repeated):
-            if step.__name__ not in self.steps_done:
-                self.steps_done.add(step.__name__)
-                self._commit_step(step)
-                return True
-        return False
+        return self._once(self._taken) or self._once(self._repeated)
+
+    def _once(self, step: Callable[[Any], tuple[list[Refused], int]]) -> bool:
+        """Run and commit a step unless it has run; whether it ran."""
+        if step.__name__ in self.steps_done:
+            return False
+        self.steps_done.add(step.__name__)
+        self._commit_step(step)
+        return True
 
     def _supersede(self, cursor: Any) -> tuple[list[Refused], int]:
         return [], publish.supersede(cursor, self.plan)
