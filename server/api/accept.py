@@ -16,9 +16,17 @@ from server.api.errors import ApiError
 from server.api.options import ImportOptions
 from server.api.upload import Upload
 from server.crash import crash_point
-from server.csvfile.detect import HEAD_BYTES, EmptyFile, Layout, NotText, detect_layout
+from server.csvfile.detect import (
+    HEAD_BYTES,
+    EmptyFile,
+    Layout,
+    NotText,
+    UnknownDelimiter,
+    detect_layout,
+)
 from server.csvfile.encoding import CONFIDENT
-from server.csvfile.head import HEADER_LIMIT, HeadProblem, read_head
+from server.csvfile.formats import AmbiguousFormat, Formats, detect_formats
+from server.csvfile.head import HEADER_LIMIT, Head, HeadProblem, read_head
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
 from server.jobs import repository
 from server.jobs.model import Job, JobWarning
@@ -41,13 +49,14 @@ def accept(
     options: ImportOptions,
     idempotency_key: str | None,
 ) -> Job:
-    layout, header, data_offset, data_line = read_header(storage, upload.key, options)
+    layout, head = read_header(storage, upload.key, options)
     job_id = uuid.UUID(upload.key.removesuffix(".csv"))
     try:
         with engine.begin() as connection:
             target = _load_target(connection, tenant, options.target, settings)
-            column_map = match_header(header, target, options.mapping)
+            column_map = match_header(head.header, target, options.mapping)
             keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
+            formats = _formats_of(head, target, column_map, options)
             job = repository.insert_job(
                 connection,
                 _job_values(
@@ -55,13 +64,12 @@ def accept(
                     tenant,
                     upload,
                     options,
+                    formats,
                     target.name,
                     layout,
-                    header,
+                    head,
                     column_map,
                     keys,
-                    data_offset,
-                    data_line,
                     idempotency_key,
                 ),
             )
@@ -69,6 +77,16 @@ def accept(
         raise ApiError(422, "unknown_target", str(error), target=options.target) from None
     except HeaderProblem as problem:
         raise ApiError(422, problem.code, str(problem), line=1, columns=problem.columns) from None
+    except AmbiguousFormat as ambiguous:
+        raise ApiError(
+            422,
+            "ambiguous_format",
+            str(ambiguous),
+            line=ambiguous.line,
+            field=ambiguous.field,
+            value=ambiguous.value,
+            readings=ambiguous.readings,
+        ) from None
     except IntegrityError as error:
         if idempotency_key and "idempotency_key" in str(error.orig):
             raise DuplicateKey from None
@@ -85,11 +103,17 @@ def _load_target(connection: Connection, tenant: Tenant, name: str, settings: Se
     return load_target(connection, name, settings.import_targets)
 
 
-def read_header(
-    storage: Storage, key: str, options: ImportOptions
-) -> tuple[Layout, list[str], int, int]:
-    """The layout, the header, and where the data starts (byte offset and line number),
-    from the first bytes of the file only."""
+def _formats_of(
+    head: Head, target: Target, column_map: ColumnMap, options: ImportOptions
+) -> Formats:
+    """The number and date formats: the upload's, or what the first rows decide."""
+    columns = [None if name is None else target.column(name) for name in column_map.columns]
+    return detect_formats(head.rows, columns, options.null_markers, options.formats)
+
+
+def read_header(storage: Storage, key: str, options: ImportOptions) -> tuple[Layout, Head]:
+    """The layout, the header, where the data starts and the first rows, from the first
+    bytes of the file only."""
     with storage.open(key) as file:
         head = file.read(HEADER_LIMIT)
         whole_file = not file.read(1)
@@ -100,9 +124,11 @@ def read_header(
         raise ApiError(422, "empty_file", str(error)) from None
     except NotText as error:
         raise ApiError(415, "not_text", str(error)) from None
+    except UnknownDelimiter as error:
+        raise ApiError(422, "unknown_delimiter", str(error), line=1) from None
     except HeadProblem as problem:
         raise ApiError(422, problem.code, str(problem), line=problem.line) from None
-    return layout, found.header, found.data_offset, found.data_line
+    return layout, found
 
 
 def warnings_of(layout: Layout) -> list[JobWarning]:
@@ -125,13 +151,12 @@ def _job_values(
     tenant: Tenant,
     upload: Upload,
     options: ImportOptions,
+    formats: Formats,
     target: str,
     layout: Layout,
-    header: list[str],
+    head: Head,
     column_map: ColumnMap,
     keys: list[str],
-    data_offset: int,
-    data_line: int,
     idempotency_key: str | None,
 ) -> dict[str, Any]:
     return {
@@ -150,11 +175,11 @@ def _job_values(
         "warnings": [asdict(warning) for warning in warnings_of(layout)],
         "delimiter": layout.delimiter,
         "line_terminator": layout.terminator,
-        "header": header,
+        "header": head.header,
         "column_map": column_map.columns,
         "extra_columns": column_map.extra,
-        "options": options.job_options().to_json(),
+        "options": options.job_options(formats).to_json(),
         "idempotency_key": idempotency_key,
-        "checkpoint_offset": data_offset,
-        "checkpoint_line": data_line,
+        "checkpoint_offset": head.data_offset,
+        "checkpoint_line": head.data_line,
     }

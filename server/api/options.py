@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from server.api.errors import ApiError
 from server.csvfile.detect import DELIMITERS
 from server.csvfile.encoding import codec_name
+from server.csvfile.formats import DATE_FORMATS, DECIMAL_MARKS, Formats
 from server.jobs.model import JobOptions, Mode
 
 _DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
@@ -32,6 +33,18 @@ UPLOAD_FORM = {
                         "`iso-8859-2`, `shift_jis`, …); detected when not given",
                     },
                     "delimiter": {"type": "string", "enum": [",", ";", "tab", "|"]},
+                    "decimal": {
+                        "type": "string",
+                        "enum": list(DECIMAL_MARKS),
+                        "description": "the decimal mark; its thousands separator is then "
+                        "read too (`1.234,56`, `1,234.56`, `1 234,56`); detected when not given",
+                    },
+                    "date_format": {
+                        "type": "string",
+                        "enum": list(DATE_FORMATS),
+                        "description": "how dates (and the date part of timestamps) are "
+                        "written; detected when not given",
+                    },
                     "mapping": {
                         "type": "string",
                         "description": "JSON object: CSV header → column",
@@ -52,6 +65,8 @@ class ImportOptions(BaseModel):
     key: str | None = None
     encoding: str | None = None
     delimiter: str | None = None
+    decimal: str | None = None
+    date_format: str | None = None
     null_markers: list[str] = [""]
     mapping: dict[str, str] = {}
     max_errors: int | None = Field(default=None, ge=0)
@@ -79,6 +94,22 @@ class ImportOptions(BaseModel):
             raise ValueError("must be one of , ; tab |")
         return value
 
+    @field_validator("decimal")
+    @classmethod
+    def _known_decimal(cls, value: str | None) -> str | None:
+        if value is not None and value not in DECIMAL_MARKS:
+            raise ValueError("must be . or ,")
+        return value
+
+    @field_validator("date_format")
+    @classmethod
+    def _known_date_format(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.upper() not in DATE_FORMATS:
+            raise ValueError(f"must be one of {', '.join(DATE_FORMATS)}")
+        return value.upper()
+
     @field_validator("null_markers", mode="before")
     @classmethod
     def _split_markers(cls, value: object) -> object:
@@ -93,10 +124,20 @@ class ImportOptions(BaseModel):
             return json.loads(value) if value.strip() else {}
         return value
 
-    def job_options(self) -> JobOptions:
-        """What the worker needs to know of the options, kept on the job."""
+    @property
+    def formats(self) -> Formats:
+        return Formats(self.decimal, self.date_format)
+
+    def job_options(self, formats: Formats) -> JobOptions:
+        """What the worker needs to know of the options, kept on the job; `formats` are
+        the ones the file was found to use."""
         return JobOptions(
-            tuple(self.null_markers), self.mapping, self.max_errors, self.max_error_rate
+            tuple(self.null_markers),
+            self.mapping,
+            self.max_errors,
+            self.max_error_rate,
+            formats.decimal,
+            formats.date_format,
         )
 
 

@@ -81,6 +81,13 @@ class JobView(BaseModel):
         "was not a guess (a byte-order mark, UTF-8, or the `encoding` field)"
     )
     delimiter: str
+    decimal: str | None = Field(
+        description="the decimal mark numbers were read with (its thousands separator too); "
+        "null when numbers are read as PostgreSQL reads them"
+    )
+    date_format: str | None = Field(
+        description="how the file writes dates (`DD.MM.YYYY`, …); null for ISO dates"
+    )
     header: list[str]
     extra_columns: list[str] = Field(description="headers that fill no column, ignored")
     error: str | None

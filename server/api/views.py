@@ -33,6 +33,8 @@ def job_view(job: Job, url: str, events_token: str) -> JobView:
         encoding=job.encoding,
         encoding_confidence=job.encoding_confidence,
         delimiter=job.delimiter,
+        decimal=job.options.decimal,
+        date_format=job.options.date_format,
         header=list(job.header),
         extra_columns=list(job.extra_columns),
         error=job.error,

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 from server.csvfile.convert import NULL, Pending, Problem, RowConverter
+from server.csvfile.formats import Formats
 from server.csvfile.pattern import value_pattern
 from server.csvfile.reader import Record
 from server.db import copy_text
@@ -33,8 +34,9 @@ class BatchConverter(RowConverter):
         null_markers: Iterable[str],
         positions: bool = True,
         keys: Iterable[str] = (),
+        formats: Formats | None = None,
     ) -> None:
-        super().__init__(columns, null_markers, positions, keys)
+        super().__init__(columns, null_markers, positions, keys, formats)
         self.checks = [self._check(column) for _, column, _ in self.plan]
 
     def _check(self, column: Column) -> Check | None:
@@ -43,7 +45,7 @@ class BatchConverter(RowConverter):
             return None
         if column.type in _TEXT and not column.labels:
             return _text_check(column.length)
-        plain = value_pattern(column)
+        plain = value_pattern(column, self.formats)
         if plain is None:
             return None
         nulls = [re.escape(marker) for marker in self.nulls] if column.nullable else []

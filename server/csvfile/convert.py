@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import NoReturn
 
+from server.csvfile.formats import DATE_TYPES, Formats, local_reader
 from server.csvfile.reader import Record
 from server.db import COPY_NULL, copy_text
 from server.targets import Column
@@ -282,7 +283,37 @@ def ask(value: str) -> str:
     raise Ask(value)
 
 
-def converter_for(column: Column) -> Converter:
+def converter_for(column: Column, formats: Formats | None = None) -> Converter:
+    """The column's converter; with the file's own number or date format, one that
+    rewrites values written that way first."""
+    base = _converter_of(column)
+    local = local_reader(column, formats) if formats is not None else None
+    if local is None or formats is None:
+        return base
+    described = formats.date_format if column.type in DATE_TYPES else formats.decimal
+    return _localised(local, base, column.type in DATE_TYPES, str(described))
+
+
+def _localised(
+    local: Callable[[str], str | None], base: Converter, dates: bool, written: str
+) -> Converter:
+    def convert(value: str) -> str:
+        plain = local(value)
+        if plain is not None:
+            return base(plain)
+        if dates and _DAY_MONTH_ORDER.match(value):
+            raise Refusal("invalid_date", f"{_short(value)} is not a valid date as {written}")
+        if not dates and ("," in value or "." in value):
+            raise Refusal(
+                "invalid_number",
+                f"{_short(value)} is not a number with {written!r} as its decimal mark",
+            )
+        return base(value)
+
+    return convert
+
+
+def _converter_of(column: Column) -> Converter:
     if column.checked:
         return ask  # a domain's own checks are PostgreSQL's
     if column.labels:
@@ -335,9 +366,11 @@ class RowConverter:
         null_markers: Iterable[str],
         positions: bool = True,
         keys: Iterable[str] = (),
+        formats: Formats | None = None,
     ) -> None:
         # The columns of an upsert's key take no NULL: such a row could never be matched.
         self.keys = frozenset(keys)
+        self.formats = formats or Formats()
         self.columns = [
             replace(column, nullable=False) if column and column.name in self.keys else column
             for column in columns
@@ -346,7 +379,7 @@ class RowConverter:
         self.positions = positions
         self.nulls = frozenset(null_markers)
         self.plan = [
-            (index, column, converter_for(column))
+            (index, column, converter_for(column, self.formats))
             for index, column in enumerate(self.columns)
             if column is not None
         ]

@@ -17,6 +17,8 @@ DELIMITERS = (",", ";", "\t", "|")
 _BYTE_ORDER_FREE = {"utf-16": "utf-16-le", "utf-32": "utf-32-le"}
 _LINE_END_OR_QUOTE = re.compile(r'"|\r\n|\r|\n')
 _CONTROL = frozenset(range(0x00, 0x09)) | frozenset(range(0x0E, 0x20)) - {0x1A}
+# Excel's first line naming the delimiter (`sep=;`), quoted by some tools that copy it.
+_SEP_LINE = re.compile(r'(?P<quote>"?)sep=(?P<delimiter>.)(?P=quote)(?:\r\n|\r|\n)', re.DOTALL)
 
 
 class NotText(ValueError):
@@ -27,6 +29,10 @@ class EmptyFile(ValueError):
     """Nothing to read, or only white space."""
 
 
+class UnknownDelimiter(ValueError):
+    """A `sep=` first line names a delimiter this service does not read."""
+
+
 @dataclass(frozen=True)
 class Layout:
     encoding: str
@@ -34,6 +40,7 @@ class Layout:
     terminator: str  # how lines end: "\n", "\r\n" or "\r"
     delimiter: str
     encoding_confidence: float | None = None  # the detector's, when the encoding is a guess
+    sep_line: bool = False  # the file starts with Excel's `sep=X` line, before its header
 
     @property
     def split(self) -> str:
@@ -49,14 +56,33 @@ def detect_layout(head: bytes, encoding: str | None = None, delimiter: str | Non
     text = decode_head(head[found.bom_bytes :], found.name, strict)
     if not text.strip():
         raise EmptyFile("the file is empty")
+    named = sep_line(text)
+    if named is not None:
+        text = text[named[1] :]
     terminator = detect_terminator(text)
     return Layout(
         found.name,
         found.bom_bytes,
         terminator,
-        delimiter or detect_delimiter(text, terminator),
+        delimiter or (named[0] if named else detect_delimiter(text, terminator)),
         found.confidence,
+        sep_line=named is not None,
     )
+
+
+def sep_line(text: str) -> tuple[str, int] | None:
+    """The delimiter an Excel `sep=X` first line names, and the line's length; None when
+    the file does not start with one."""
+    found = _SEP_LINE.match(text)
+    if found is None:
+        return None
+    named = found.group("delimiter")
+    if named not in DELIMITERS:
+        raise UnknownDelimiter(
+            f"the first line names {named!r} as the delimiter; the delimiters read are "
+            f"{', '.join(map(repr, DELIMITERS))}"
+        )
+    return named, found.end()
 
 
 def detect_encoding(head: bytes) -> Encoding:

@@ -7,9 +7,11 @@ slow: a gigabyte on one line is refused from its first megabyte, never read to i
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 
 from server.csvfile.detect import Layout
+from server.csvfile.formats import SAMPLE_ROWS
 from server.csvfile.reader import RecordReader
 
 # A first line longer than this is not a CSV header (10,000 columns of 100-character names
@@ -31,11 +33,15 @@ class Head:
     header: list[str]
     data_offset: int  # where the first row starts: a byte offset and a line number
     data_line: int
+    # The first rows, as (line, fields), whole and readable: what decides the formats.
+    rows: list[tuple[int, list[str]]] = field(default_factory=list)
 
 
 def read_head(head: bytes, layout: Layout, whole_file: bool) -> Head:
     """`head` is the file's first HEADER_LIMIT bytes, or the whole file if shorter."""
     records = iter(RecordReader(io.BytesIO(head), layout, layout.bom_bytes, 1))
+    if layout.sep_line:
+        next(records)  # Excel's `sep=X`: the header is the line after it
     header = next(records, None)
     if header is not None and not whole_file and header.end_offset >= len(head):
         raise HeadProblem(
@@ -46,6 +52,14 @@ def read_head(head: bytes, layout: Layout, whole_file: bool) -> Head:
     if header is None or header.problem:
         raise HeadProblem("bad_header", "the first line is not a readable CSV header", 1)
     # Beyond the first bytes the file goes on: rows follow, even if they are refused later.
-    if whole_file and next(records, None) is None:
+    first = next(records, None)
+    if whole_file and first is None:
         raise HeadProblem("no_rows", "the file has a header but no rows", 2)
-    return Head(header.fields, header.end_offset, header.next_line)
+    sample = [] if first is None else [first, *islice(records, SAMPLE_ROWS - 1)]
+    # The last record of a head cut short may be cut short too.
+    rows = [
+        (record.line, record.fields)
+        for record in sample
+        if not record.problem and (whole_file or record.end_offset < len(head))
+    ]
+    return Head(header.fields, header.end_offset, header.next_line, rows)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Collection, Sequence
 from itertools import accumulate, chain
 
+from server.csvfile.formats import Formats
 from server.targets import Column
 
 # PostgreSQL's name for each encoding whose bytes the pattern can read directly: UTF-8 and
@@ -54,14 +55,24 @@ _UUID = _HEX + rb"{8}-" + (_HEX + rb"{4}-") * 3 + _HEX + rb"{12}"
 _BOOLEANS = (b"true", b"false", b"yes", b"off", b"on", b"no", b"t", b"f", b"y", b"n", b"1", b"0")
 _INT_LIMITS = {"int2": 2**15 - 1, "int4": 2**31 - 1, "int8": 2**63 - 1}
 _SIMPLE_LABEL = re.compile(r"[A-Za-z0-9_ .-]+")
+# How many digits of a number without a fraction a float column surely holds as written.
+_FLOAT_DIGITS = {"float8": 15, "float4": 6}
 
 
 def encoding_for_copy(encoding: str) -> str | None:
     return COPY_ENCODINGS.get(codecs.lookup(encoding).name)
 
 
-def value_pattern(column: Column) -> bytes | None:
-    """What a value of this column may look like on the fast path; None if it has none."""
+def value_pattern(column: Column, formats: Formats | None = None) -> bytes | None:
+    """What a value of this column may look like on the fast path; None if it has none.
+    With a decimal comma, numbers take it only without a fraction: a dot is a thousands
+    separator there, and COPY reads neither."""
+    if formats is not None and formats.decimal == "," and not column.labels:
+        if column.type in _FLOAT_DIGITS:
+            return rb"-?+[0-9]{1,%d}+" % _FLOAT_DIGITS[column.type]
+        if column.type == "numeric":
+            whole = 30 if column.precision is None else column.precision - (column.scale or 0)
+            return rb"-?+[0-9]{1,%d}+" % whole if whole > 0 else None
     if column.labels:
         return _labels(column.labels)
     if column.type in _INT_LIMITS:
@@ -144,7 +155,9 @@ def copy_null(null_markers: Collection[str], delimiter: str) -> str | None:
     return marker
 
 
-def field_pattern(column: Column | None, delimiter: bytes, null: bytes = b"") -> bytes | None:
+def field_pattern(
+    column: Column | None, delimiter: bytes, null: bytes = b"", formats: Formats | None = None
+) -> bytes | None:
     """One field: a column's value, or anything at all for a column that is not loaded.
 
     The null marker (`null`, bare or quoted) is NULL, as on the careful path; a column that
@@ -159,7 +172,7 @@ def field_pattern(column: Column | None, delimiter: bytes, null: bytes = b"") ->
         if column.nullable:
             return text
         return rb"(?!" + marker + rb"(?:" + re.escape(delimiter) + rb"|\r|\n))" + text
-    value = value_pattern(column)
+    value = value_pattern(column, formats)
     if value is None:
         return None
     either = rb'(?>"' + value + rb'"|' + value + rb")"
@@ -172,22 +185,27 @@ def row_pattern(
     terminator: str,
     encoding: str,
     null_markers: Collection[str],
+    formats: Formats | None = None,
 ) -> re.Pattern[bytes] | None:
     """A pattern whose `match` at a record boundary spans the valid run of records after it,
     each one line that ends as the file's lines do; None when this file cannot take the
     fast path at all (markers COPY cannot be told, an encoding it cannot read, a column
     without a pattern)."""
     null = copy_null(null_markers, delimiter)
-    if null is None or careful_only(columns, delimiter, encoding, null_markers):
+    if null is None or careful_only(columns, delimiter, encoding, null_markers, formats):
         return None
     separator = delimiter.encode()
-    fields = [field_pattern(column, separator, null.encode()) for column in columns]
+    fields = [field_pattern(column, separator, null.encode(), formats) for column in columns]
     row = re.escape(separator).join(field for field in fields if field is not None)
     return re.compile(rb"(?>" + row + re.escape(terminator.encode()) + rb")*+")
 
 
 def careful_only(
-    columns: Sequence[Column | None], delimiter: str, encoding: str, null_markers: Collection[str]
+    columns: Sequence[Column | None],
+    delimiter: str,
+    encoding: str,
+    null_markers: Collection[str],
+    formats: Formats | None = None,
 ) -> str | None:
     """Why no record of this file can take the fast path, or None if they can."""
     if copy_null(null_markers, delimiter) is None:
@@ -200,7 +218,7 @@ def careful_only(
     if not columns:
         return "the file has no columns"
     for column in columns:
-        if column is not None and field_pattern(column, delimiter.encode()) is None:
+        if column is not None and field_pattern(column, delimiter.encode(), b"", formats) is None:
             return f"column {column.name!r} ({column.type}) has no plain form to match"
     return None
 

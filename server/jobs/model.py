@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
+from server.csvfile.formats import Formats
 from server.jobs.status import JobStatus
 
 Mode = Literal["append", "upsert"]
@@ -24,6 +25,12 @@ class JobOptions:
     mapping: Mapping[str, str] = field(default_factory=dict)
     max_errors: int | None = None
     max_error_rate: float | None = None
+    decimal: str | None = None
+    date_format: str | None = None
+
+    @property
+    def formats(self) -> Formats:
+        return Formats(self.decimal, self.date_format)
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> JobOptions:
@@ -39,6 +46,8 @@ class JobOptions:
             "mapping": dict(self.mapping),
             "max_errors": self.max_errors,
             "max_error_rate": self.max_error_rate,
+            "decimal": self.decimal,
+            "date_format": self.date_format,
         }
 
 

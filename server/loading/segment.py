@@ -207,13 +207,16 @@ class _Runner:
         columns = [None if name is None else target.column(name) for name in names]
         layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
         keys = job.key_columns if target.nulls_distinct(job.key_columns) else ()
-        converter = BatchConverter(columns, job.options.null_markers, positions, keys)
+        converter = BatchConverter(
+            columns, job.options.null_markers, positions, keys, job.options.formats
+        )
         return staging.Stage(self.job_id, into, names, layout, converter)
 
     def _batches(self, job: Job, plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
         layout, converter = plan.layout, plan.converter
         columns, nulls = converter.columns, converter.nulls
-        why = careful_only(columns, layout.delimiter, layout.encoding, nulls)
+        formats = converter.formats
+        why = careful_only(columns, layout.delimiter, layout.encoding, nulls, formats)
         if not staging.takes_runs(plan.columns):
             why = f"{len(plan.columns)} fields are more than a staging table has columns"
         if not self.settings.fast_path:
@@ -223,7 +226,7 @@ class _Runner:
             log.info("job %s: every record goes the careful way: %s", self.job_id, why)
         else:
             pattern = row_pattern(
-                columns, layout.delimiter, layout.terminator, layout.encoding, nulls
+                columns, layout.delimiter, layout.terminator, layout.encoding, nulls, formats
             )
         scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
         return map(plan.prepare, scanner.batches(job.checkpoint_offset, job.checkpoint_line))
