@@ -12,28 +12,34 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.csvfile.convert import Refusal, converter_for
+from server.csvfile.convert import Ask, Refusal, converter_for
 from server.csvfile.detect import UnknownDelimiter, detect_layout
 from server.csvfile.formats import (
     DATE_FORMATS,
     AmbiguousFormat,
     Formats,
+    date_style,
     detect_formats,
     iso_date,
     plain_number,
 )
 from server.csvfile.head import read_head
+from server.csvfile.pattern import value_pattern
+from server.db import READING
 from server.targets import Column
 from tests.conftest import MakeTable
 from tests.harness import Database, Process
@@ -195,6 +201,109 @@ def test_an_excel_sep_line_names_the_delimiter_and_is_skipped() -> None:
         assert (head.header, head.data_line, head.rows) == (["id", "name"], 3, [(3, ["1", "a"])])
     with pytest.raises(UnknownDelimiter):
         detect_layout(b"sep=#\nid#name\n1#a\n")
+
+
+# --- PostgreSQL is the judge ------------------------------------------------------------
+
+STAMP = Column("seen", "timestamp", True, False)
+STAMP_TZ = Column("seen", "timestamptz", True, False)
+DATE_KINDS = {"date": DAY, "timestamp": STAMP, "timestamptz": STAMP_TZ}
+
+
+@pytest.fixture(scope="module")
+def session(db: Database) -> Iterator[Any]:
+    """A connection set as the workers' are (time zone, date order)."""
+    connection = psycopg2.connect(db.dsn, options=READING)
+    connection.autocommit = True
+    yield connection
+    connection.close()
+
+
+def postgres_value(session: Any, kind: str, text: str, style: str | None = None) -> object:
+    """PostgreSQL's reading of `text` as `kind` (under `style` if given), or a refusal."""
+    with session.cursor() as cursor:
+        cursor.execute("SET datestyle = %s", (style or "ISO, MDY",))
+        try:
+            cursor.execute(f"SELECT %s::{kind}", (text,))
+            return cursor.fetchone()[0]
+        except psycopg2.DataError:
+            return "refused"
+        finally:
+            cursor.execute("RESET datestyle")
+
+
+def written_dates() -> st.SearchStrategy[str]:
+    """Dates as the formats write them, with and without a time, some of them not dates."""
+    day = st.dates(min_value=date(900, 1, 1), max_value=date(3100, 12, 31))
+    pattern = st.sampled_from(sorted({*PATTERNS.values(), "d.M.yyyy", "M/d/yyyy", "d-M-yyyy"}))
+    clock = st.sampled_from(["", " HH:mm", " HH:mm:ss", "'T'HH:mm:ss.SSS", " HH:mm:ssZZZZZ"])
+    moment = st.builds(datetime.combine, day, st.times())
+    good = st.builds(lambda m, p, c: format_datetime(m, p + c, locale="en"), moment, pattern, clock)
+    odd = st.from_regex(r"\A[0-9]{1,4}[./-][0-9]{1,3}[./-][0-9]{1,5}( [0-9:]{1,8})?\Z")
+    return st.one_of(good, odd)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=written_dates(),
+    name=st.sampled_from(sorted(DATE_FORMATS)),
+    kind=st.sampled_from(sorted(DATE_KINDS)),
+)
+def test_a_local_date_lands_as_postgresql_reads_its_iso_text_and_the_fast_path_agrees(
+    session: Any, value: str, name: str, kind: str
+) -> None:
+    formats, column = Formats(date_format=name), DATE_KINDS[kind]
+    try:
+        sent: str | None = converter_for(column, formats)(value)
+    except (Refusal, Ask):
+        sent = None
+    if sent is not None:
+        reading = iso_date(value, name) or value
+        assert postgres_value(session, kind, sent) == postgres_value(session, kind, reading)
+    pattern = value_pattern(column, formats)
+    if pattern is not None and re.fullmatch(pattern, value.encode()):
+        assert sent is not None, f"the fast path takes {value!r}, the converter does not"
+        as_written = postgres_value(session, kind, value, date_style(formats))
+        assert as_written == postgres_value(session, kind, sent) != "refused"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(
+        st.builds(
+            lambda n, locale, p: format_decimal(n, format=p, locale=locale),
+            decimals,
+            st.sampled_from(sorted(LOCALES)),
+            st.sampled_from(["#,##0.00", "0.00", "#,##0", "0.###E0"]),
+        ),
+        st.from_regex(r"\A[-+]?[0-9 .,']{1,12}(e[0-9]{1,3})?\Z"),
+    ),
+    mark=st.sampled_from([".", ","]),
+    kind=st.sampled_from(["numeric", "numeric(8,2)", "int4", "float8"]),
+)
+def test_a_local_number_lands_as_postgresql_reads_its_plain_text_and_the_fast_path_agrees(
+    session: Any, value: str, mark: str, kind: str
+) -> None:
+    base, _, scale = kind.partition("(")
+    precision = (8, 2) if scale else (None, None)
+    column = Column("amount", base, True, False, precision=precision[0], scale=precision[1])
+    formats = Formats(mark)
+    try:
+        sent: str | None = converter_for(column, formats)(value)
+    except (Refusal, Ask) as outcome:
+        sent = outcome.text if isinstance(outcome, Ask) else None
+        if sent is not None:  # asked: PostgreSQL reads the plain text or refuses it
+            assert sent == plain_number(value, mark) or sent == value
+            sent = None
+    plain = plain_number(value, mark)
+    if sent is not None:
+        assert plain is not None
+        landed = postgres_value(session, kind, sent)
+        assert landed == postgres_value(session, kind, plain) != "refused"
+    pattern = value_pattern(column, formats)
+    if pattern is not None and re.fullmatch(pattern, value.encode()):
+        assert sent is not None, f"the fast path takes {value!r}, the converter does not"
+        assert postgres_value(session, kind, value) == postgres_value(session, kind, sent)
 
 
 # --- through the whole service ---------------------------------------------------------

@@ -116,6 +116,16 @@ def iso_date(value: str, date_format: str) -> str | None:
     return when.isoformat() if tail is None else f"{when.isoformat()} {tail}"
 
 
+def date_style(formats: Formats) -> str | None:
+    """The DateStyle under which PostgreSQL reads the file's own dates as the file means
+    them (COPY then takes them as written); None when ISO order is enough."""
+    if formats.date_format in ("DD.MM.YYYY", "DD/MM/YYYY", "DD-MM-YYYY"):
+        return "ISO, DMY"
+    if formats.date_format == "MM/DD/YYYY":
+        return "ISO, MDY"
+    return None
+
+
 def local_reader(column: Column, formats: Formats) -> Callable[[str], str | None] | None:
     """How a value of this column in the file's own way becomes PostgreSQL's way; None
     when the column's values are read as they are."""

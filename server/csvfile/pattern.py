@@ -42,6 +42,27 @@ _MONTH_DAY = (
     rb"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
 )
 _DATE = _YEAR + rb"-" + _MONTH_DAY
+# Days of each month as a day and a month in either order (one digit or two), and as
+# `MMDD`: the local date formats, read by COPY with the matching DateStyle.
+_DAYS = {
+    "31": (rb"(?:[12][0-9]|3[01]|0?[1-9])", rb"(?:1[02]|0?[13578])"),
+    "30": (rb"(?:[12][0-9]|30|0?[1-9])", rb"(?:11|0?[469])"),
+    "28": (rb"(?:1[0-9]|2[0-8]|0?[1-9])", rb"0?2"),
+}
+
+
+def _day_month(separator: bytes, day_first: bool) -> bytes:
+    pairs = [(day, month) if day_first else (month, day) for day, month in _DAYS.values()]
+    return rb"(?:" + b"|".join(a + re.escape(separator) + b for a, b in pairs) + rb")"
+
+
+_LOCAL_DATES = {
+    "DD.MM.YYYY": _day_month(b".", True) + rb"\." + _YEAR,
+    "DD/MM/YYYY": _day_month(b"/", True) + rb"/" + _YEAR,
+    "DD-MM-YYYY": _day_month(b"-", True) + rb"-" + _YEAR,
+    "MM/DD/YYYY": _day_month(b"/", False) + rb"/" + _YEAR,
+    "YYYYMMDD": _YEAR + _MONTH_DAY.replace(b"-", b""),
+}
 _CLOCK = rb"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6}+)?+)?+"
 _TIME = rb"[T ]" + _CLOCK
 _ZONE = rb"(?:Z|[+-](?:0[0-9]|1[0-4])(?::?+[0-5][0-9])?+)"
@@ -77,10 +98,13 @@ def value_pattern(column: Column, formats: Formats | None = None) -> bytes | Non
         return _labels(column.labels)
     if column.type in _INT_LIMITS:
         return rb"-?+" + _at_most(_INT_LIMITS[column.type])
+    day = _DATE
+    if formats is not None and formats.date_format in _LOCAL_DATES:
+        day = rb"(?:" + _DATE + rb"|" + _LOCAL_DATES[formats.date_format] + rb")"
     fixed = {
-        "date": _DATE,
-        "timestamp": _DATE + _TIME,
-        "timestamptz": _DATE + _TIME + _ZONE + b"?+",
+        "date": day,
+        "timestamp": day + _TIME,
+        "timestamptz": day + _TIME + _ZONE + b"?+",
         "uuid": _UUID,
         "bool": rb"(?i:" + b"|".join(_BOOLEANS) + rb")",
         "float8": _FLOAT8,

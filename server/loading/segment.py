@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, text
 
 from server.csvfile.columns import BatchConverter
 from server.csvfile.detect import Layout
+from server.csvfile.formats import date_style
 from server.csvfile.pattern import careful_only, row_pattern
 from server.db import raw_cursor
 from server.jobs import repository
@@ -155,6 +156,12 @@ class _Runner:
             self.cancel()
             return Outcome.FINISHED
         target = load_target(self.connection, job.target, self.settings.import_targets)
+        if style := date_style(job.options.formats):
+            # This session reads the file's dates as the file writes them (the runs go to
+            # COPY as written); the converters refuse any other day-month order.
+            self.connection.execute(
+                text("SELECT set_config('datestyle', :style, false)"), {"style": style}
+            )
         self.connection.commit()
         names: list[str | None] = list(job.column_map)
         if self._in_one_transaction(job, names):
