@@ -126,6 +126,22 @@ def date_style(formats: Formats) -> str | None:
     return None
 
 
+# The one thousands separator a run of plain lines may use with each decimal mark: the
+# others (spaces, apostrophes) go the careful way.
+RUN_THOUSANDS = {",": ".", ".": ","}
+
+
+def rewritten_in_sql(column: Column, formats: Formats) -> bool:
+    """Whether the fast path sends this column's numbers as the file writes them, for
+    PostgreSQL to rewrite as it stores them."""
+    return (
+        formats.decimal is not None
+        and column.type in _NUMBER_TYPES
+        and not column.checked
+        and not column.labels
+    )
+
+
 def local_reader(column: Column, formats: Formats) -> Callable[[str], str | None] | None:
     """How a value of this column in the file's own way becomes PostgreSQL's way; None
     when the column's values are read as they are."""

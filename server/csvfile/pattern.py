@@ -16,7 +16,7 @@ import re
 from collections.abc import Collection, Sequence
 from itertools import accumulate, chain
 
-from server.csvfile.formats import Formats
+from server.csvfile.formats import RUN_THOUSANDS, Formats
 from server.targets import Column
 
 # PostgreSQL's name for each encoding whose bytes the pattern can read directly: UTF-8 and
@@ -179,8 +179,48 @@ def copy_null(null_markers: Collection[str], delimiter: str) -> str | None:
     return marker
 
 
+def local_number(column: Column, mark: str, delimiter: bytes | None) -> bytes | None:
+    """A number as the file writes it (`-1.234.567,89` with a decimal comma), grouped by
+    the one thousands separator runs take, that the column surely holds once PostgreSQL
+    has dropped the separators and read the mark. A mark or separator that is the
+    delimiter is left out: the value is then unquoted."""
+    limits = {"int2": (4, 0), "int4": (9, 0), "int8": (18, 0), "float4": (6, 6)}
+    if column.type == "numeric":
+        whole, places = (
+            (30, 30)
+            if column.precision is None
+            else (
+                column.precision - (column.scale or 0),
+                column.scale or 0,
+            )
+        )
+    else:
+        whole, places = limits.get(column.type, (15, 15))
+    separator = RUN_THOUSANDS[mark].encode()
+    if mark.encode() == delimiter:
+        places = 0
+    groups = [] if separator == delimiter else range(whole // 3, 0, -1)
+    integer = [
+        rb"[0-9]{1,%d}+(?:%s[0-9]{3}+){%d}+" % (min(3, whole - 3 * k), re.escape(separator), k)
+        for k in groups
+        if whole - 3 * k >= 1
+    ]
+    if whole <= 0:
+        return None
+    integer.append(rb"[0-9]{1,%d}+" % whole)
+    number = rb"(?:" + b"|".join(integer) + rb")"
+    if not places:
+        return rb"-?+" + number
+    fraction = re.escape(mark.encode()) + rb"[0-9]{1,%d}+" % places
+    return rb"-?+(?:" + number + rb"(?:" + fraction + rb")?+|" + fraction + rb")"
+
+
 def field_pattern(
-    column: Column | None, delimiter: bytes, null: bytes = b"", formats: Formats | None = None
+    column: Column | None,
+    delimiter: bytes,
+    null: bytes = b"",
+    formats: Formats | None = None,
+    rewritten: bool = False,
 ) -> bytes | None:
     """One field: a column's value, or anything at all for a column that is not loaded.
 
@@ -196,10 +236,14 @@ def field_pattern(
         if column.nullable:
             return text
         return rb"(?!" + marker + rb"(?:" + re.escape(delimiter) + rb"|\r|\n))" + text
-    value = value_pattern(column, formats)
-    if value is None:
+    if rewritten and formats is not None and formats.decimal is not None:
+        quoted = local_number(column, formats.decimal, None)
+        value = local_number(column, formats.decimal, delimiter)
+    else:
+        quoted = value = value_pattern(column, formats)
+    if value is None or quoted is None:
         return None
-    either = rb'(?>"' + value + rb'"|' + value + rb")"
+    either = rb'(?>"' + quoted + rb'"|' + value + rb")"
     return rb"(?:" + either + rb"|" + marker + rb")" if column.nullable else either
 
 
@@ -210,6 +254,7 @@ def row_pattern(
     encoding: str,
     null_markers: Collection[str],
     formats: Formats | None = None,
+    rewritten: Collection[str] = (),
 ) -> re.Pattern[bytes] | None:
     """A pattern whose `match` at a record boundary spans the valid run of records after it,
     each one line that ends as the file's lines do; None when this file cannot take the
@@ -219,7 +264,16 @@ def row_pattern(
     if null is None or careful_only(columns, delimiter, encoding, null_markers, formats):
         return None
     separator = delimiter.encode()
-    fields = [field_pattern(column, separator, null.encode(), formats) for column in columns]
+    fields = [
+        field_pattern(
+            column,
+            separator,
+            null.encode(),
+            formats,
+            column is not None and column.name in rewritten,
+        )
+        for column in columns
+    ]
     row = re.escape(separator).join(field for field in fields if field is not None)
     return re.compile(rb"(?>" + row + re.escape(terminator.encode()) + rb")*+")
 

@@ -183,9 +183,21 @@ class _Runner:
     def _load_staged(
         self, job: Job, target: Target, names: list[str | None], duplicates: bool = False
     ) -> Outcome:
+        rewritten = staging.rewritten_numbers(target, names, job.options.formats)
+        if not staging.takes_runs(names, rewritten):
+            rewritten = set()
         with self.connection.begin():
-            staging.create(raw_cursor(self.connection), self.job_id, target, names)
-        plan = self._stage(job, target, names, staging.table_of(self.job_id), positions=True)
+            staging.create(
+                raw_cursor(self.connection),
+                self.job_id,
+                target,
+                names,
+                rewritten,
+                job.options.formats,
+            )
+        plan = self._stage(
+            job, target, names, staging.table_of(self.job_id), True, frozenset(rewritten)
+        )
         with self.storage.open(job.file_key) as file:
             stopped, _ = self._commit_all(
                 job,
@@ -209,7 +221,13 @@ class _Runner:
             )
 
     def _stage(
-        self, job: Job, target: Target, names: list[str | None], into: sql.Composed, positions: bool
+        self,
+        job: Job,
+        target: Target,
+        names: list[str | None],
+        into: sql.Composed,
+        positions: bool,
+        rewritten: frozenset[str] = frozenset(),
     ) -> staging.Stage:
         columns = [None if name is None else target.column(name) for name in names]
         layout = Layout(job.encoding, 0, job.line_terminator, job.delimiter)
@@ -217,14 +235,14 @@ class _Runner:
         converter = BatchConverter(
             columns, job.options.null_markers, positions, keys, job.options.formats
         )
-        return staging.Stage(self.job_id, into, names, layout, converter)
+        return staging.Stage(self.job_id, into, names, layout, converter, rewritten)
 
     def _batches(self, job: Job, plan: staging.Stage, file: BinaryIO) -> Iterator[Batch]:
         layout, converter = plan.layout, plan.converter
         columns, nulls = converter.columns, converter.nulls
         formats = converter.formats
         why = careful_only(columns, layout.delimiter, layout.encoding, nulls, formats)
-        if not staging.takes_runs(plan.columns):
+        if not staging.takes_runs(plan.columns, plan.rewritten):
             why = f"{len(plan.columns)} fields are more than a staging table has columns"
         if not self.settings.fast_path:
             why = "FAST_PATH is off"
@@ -233,7 +251,13 @@ class _Runner:
             log.info("job %s: every record goes the careful way: %s", self.job_id, why)
         else:
             pattern = row_pattern(
-                columns, layout.delimiter, layout.terminator, layout.encoding, nulls, formats
+                columns,
+                layout.delimiter,
+                layout.terminator,
+                layout.encoding,
+                nulls,
+                formats,
+                plan.rewritten,
             )
         scanner = Scanner(file, layout, converter, pattern, self.settings.batch_rows)
         return map(plan.prepare, scanner.batches(job.checkpoint_offset, job.checkpoint_line))
@@ -245,6 +269,8 @@ class _Runner:
             and job.segments == 1
             and None not in names
             and job.bytes_total <= self.settings.one_transaction_max_bytes
+            # Numbers in the file's own way take the fast path into a staging table only.
+            and job.options.decimal is None
         )
 
     def _load_at_once(self, job: Job, target: Target, names: list[str | None]) -> Outcome:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from psycopg2 import sql
 
 from server.csvfile.convert import Problem, RowConverter
 from server.csvfile.detect import Layout
+from server.csvfile.formats import RUN_THOUSANDS, Formats, rewritten_in_sql
 from server.csvfile.pattern import copy_null, encoding_for_copy, with_positions
 from server.csvfile.reader import Record
 from server.loading import judge
@@ -79,10 +80,29 @@ def column_list(columns: Sequence[str]) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(column) for column in columns)
 
 
-def takes_runs(columns: Sequence[str | None]) -> bool:
+def takes_runs(columns: Sequence[str | None], rewritten: Collection[str] = ()) -> bool:
     """Whether the staging table can have a column for every field of the file (and the
-    two positions): PostgreSQL allows 1600 columns. A wider file goes the careful way."""
-    return len(columns) + 2 <= MAX_COLUMNS
+    positions, and two more for each number it rewrites): PostgreSQL allows 1600 columns.
+    A wider file goes the careful way."""
+    return len(columns) + 3 + 2 * len(rewritten) <= MAX_COLUMNS
+
+
+def rewritten_numbers(target: Target, columns: Sequence[str | None], formats: Formats) -> set[str]:
+    """The columns whose numbers the runs send as the file writes them (`1.234,56`):
+    PostgreSQL rewrites them as it stores them (see `_rewrite_numbers`)."""
+    return {
+        name
+        for name in columns
+        if name is not None and rewritten_in_sql(target.column(name), formats)
+    }
+
+
+def _run_column(index: int) -> str:
+    return f"_run_{index}"
+
+
+def _careful_column(index: int) -> str:
+    return f"_careful_{index}"
 
 
 def file_columns(columns: Sequence[str | None]) -> list[str]:
@@ -91,9 +111,18 @@ def file_columns(columns: Sequence[str | None]) -> list[str]:
     return [f"_skip_{index}" if name is None else name for index, name in enumerate(columns)]
 
 
-def create(cursor: Any, job_id: uuid.UUID, target: Target, columns: Sequence[str | None]) -> None:
+def create(
+    cursor: Any,
+    job_id: uuid.UUID,
+    target: Target,
+    columns: Sequence[str | None],
+    rewritten: Collection[str] = (),
+    formats: Formats | None = None,
+) -> None:
     """The target's columns with their types, and where each row came from in the file."""
-    if not takes_runs(columns):
+    if exists(cursor, job_id):
+        return
+    if not takes_runs(columns, rewritten):
         columns = [name for name in columns if name is not None]
     fields = [
         sql.Identifier(name)
@@ -114,6 +143,40 @@ def create(cursor: Any, job_id: uuid.UUID, target: Target, columns: Sequence[str
             target_of(target),
         )
     )
+    for index, name in enumerate(columns):
+        if name is not None and name in rewritten and formats is not None:
+            _rewrite_numbers(cursor, job_id, index, name, formats)
+
+
+def _rewrite_numbers(
+    cursor: Any, job_id: uuid.UUID, index: int, name: str, formats: Formats
+) -> None:
+    """A number column in the file's own way, in three: the runs' text as written
+    (`_run_N`), the careful rows' values (`_careful_N`, converted in Python), and the
+    column itself, generated from whichever is set: PostgreSQL drops the thousands
+    separators and reads the decimal mark as it stores each row, in C."""
+    table = table_of(job_id)
+    cursor.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attname = %s",
+        (table.as_string(cursor), name),
+    )
+    (kind,) = cursor.fetchone()
+    mark, separator = formats.decimal, RUN_THOUSANDS[str(formats.decimal)]
+    cursor.execute(
+        sql.SQL(
+            "ALTER TABLE {table} RENAME COLUMN {name} TO {careful}; "
+            "ALTER TABLE {table} ADD COLUMN {run} text, ADD COLUMN {name} {kind} GENERATED "
+            "ALWAYS AS (COALESCE({careful}, translate({run}, {marks}, '.')::{kind})) STORED"
+        ).format(
+            table=table,
+            name=sql.Identifier(name),
+            careful=sql.Identifier(_careful_column(index)),
+            run=sql.Identifier(_run_column(index)),
+            kind=sql.SQL(kind),
+            marks=sql.Literal(f"{mark}{separator}"),
+        )
+    )
 
 
 def drop(cursor: Any, job_id: uuid.UUID) -> None:
@@ -132,10 +195,22 @@ class Stage:
     columns: Sequence[str | None]
     layout: Layout
     converter: RowConverter
+    # Number columns whose runs go to COPY in the file's own way (see `_rewrite_numbers`).
+    rewritten: frozenset[str] = frozenset()
 
     @property
     def loaded(self) -> list[str]:
         return [name for name in self.columns if name is not None]
+
+    def loaded_as(self, run: bool) -> list[str]:
+        """The staging columns the loaded fields go to: a rewritten number's own for runs
+        or careful rows."""
+        written = _run_column if run else _careful_column
+        return [
+            written(index) if name in self.rewritten else name
+            for index, name in enumerate(self.columns)
+            if name is not None
+        ]
 
     def prepare(self, batch: Batch) -> Batch:
         """The runs' bytes for COPY, made while the batch is read: the copier thread then
@@ -151,7 +226,13 @@ class Stage:
         )
 
     def copy_columns(self, run: bool) -> sql.Composable:
-        names = file_columns(self.columns) if run else self.loaded
+        if run:
+            names = [
+                _run_column(index) if name in self.rewritten else name
+                for index, name in enumerate(file_columns(self.columns))
+            ]
+        else:
+            names = self.loaded_as(run=False)
         if self.converter.positions:
             names = [*names, LINE, OFFSET, LENGTH]
         return column_list(names)
@@ -213,7 +294,7 @@ def copy_runs(cursor: Any, plan: Stage, batch: Batch, careful: bool) -> int | No
         sql.Literal(plan.layout.delimiter),
         sql.Literal(encoding_for_copy(plan.layout.encoding)),
         sql.Literal(copy_null(plan.converter.nulls, plan.layout.delimiter) or ""),
-        column_list(plan.loaded),
+        column_list(plan.loaded_as(run=True)),
     )
     data = io.BytesIO(batch.run_data or b"".join(map(plan.copy_data, batch.runs)))
     if not careful:
