@@ -6,6 +6,7 @@
     python scripts/bench.py --upload-only 10000000   # API memory while receiving ~1 GB
     python scripts/bench.py --overlap 1000000        # an append whose first 5% are there
     python scripts/bench.py --upsert 1000000 5000000 # upserts, next to psql's own upsert
+    python scripts/bench.py --european 1000000       # a German spreadsheet's export of it
     python scripts/bench.py --json
 
 Each run times the baseline (`psql \\copy` into an identical table with its primary key)
@@ -21,6 +22,7 @@ the PostgreSQL, Redis and RabbitMQ of `make run`; generated files are kept in va
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -32,6 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +370,57 @@ def upsert(http: httpx.Client, rows: int, runs: int) -> dict[str, Any]:
     }
 
 
+def european(http: httpx.Client, rows: int) -> dict[str, Any]:
+    """The benchmark's rows as a German spreadsheet exports them (`;`, CRLF, `-1.234,56`,
+    `31.12.1990`, written with Babel's locale data), uploaded with no field saying so,
+    next to psql's \\copy of the same rows written plainly. Both tables must be equal."""
+    plain = benchdata.write(WORK / f"rows-{rows}.csv", rows)
+    local = WORK / f"rows-{rows}-de_DE.csv"
+    if not local.exists():
+        _write_german(plain, local)
+    baseline = psql_copy(plain)
+    DB.execute("TRUNCATE bench.pipeline")
+    start = time.perf_counter()
+    job = upload(http, local, "bench.pipeline")
+    final = until_done(http, job)
+    seconds = time.perf_counter() - start
+    if (final["rows_loaded"], final["rows_refused"]) != (rows, 0):
+        raise SystemExit(f"expected {rows} loaded and none refused: {final}")
+    if DB.fingerprint("bench.baseline") != DB.fingerprint("bench.pipeline"):
+        raise SystemExit("the table differs from psql's copy of the plain file")
+    landed = http.get(f"/imports/{job['id']}").json()
+    print(
+        f"  {rows:,} rows as a German export ({landed['decimal']!r} decimals, "
+        f"{landed['date_format']}): psql \\copy of the plain file {baseline:.2f} s, "
+        f"pipeline {seconds:.2f} s, ratio {seconds / baseline:.2f}, "
+        f"{landed['rows_careful']:,} rows the careful way",
+        flush=True,
+    )
+    return {
+        "rows": rows,
+        "baseline_seconds": round(baseline, 2),
+        "pipeline_seconds": round(seconds, 2),
+        "ratio": round(seconds / baseline, 2),
+        "rows_careful": landed["rows_careful"],
+    }
+
+
+def _write_german(plain: Path, local: Path) -> None:
+    from babel.numbers import format_decimal  # a development dependency, as the tests'
+
+    with plain.open(newline="") as source, local.open("w", newline="") as out:
+        reader = csv.reader(source)
+        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+        writer.writerow(next(reader))
+        at = {name: benchdata.COLUMNS.index(name) for name in ("born", "balance")}
+        for row in reader:
+            year, month, day = row[at["born"]].split("-")
+            row[at["born"]] = f"{day}.{month}.{year}"
+            amount = Decimal(row[at["balance"]])
+            row[at["balance"]] = format_decimal(amount, format="#,##0.00", locale="de_DE")
+            writer.writerow(row)
+
+
 def _timed_psql_upsert(path: Path) -> float:
     DB.execute("TRUNCATE bench.baseline; INSERT INTO bench.baseline SELECT * FROM bench.before")
     updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in benchdata.COLUMNS[1:])
@@ -400,6 +454,12 @@ def main() -> int:
         metavar="ROWS",
         help="upserts into a table holding every tenth row, next to psql's own upsert",
     )
+    parser.add_argument(
+        "--european",
+        type=int,
+        metavar="ROWS",
+        help="the rows as a German spreadsheet exports them, next to psql's copy of them plain",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     prepare()
@@ -411,6 +471,8 @@ def main() -> int:
     ):
         if args.upload_only:
             report["upload"] = upload_only(http, running, args.upload_only)
+        elif args.european:
+            report["european"] = european(http, args.european)
         elif args.overlap:
             report["overlap"] = overlap(http, args.overlap)
         elif args.upsert:

@@ -9,6 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+# For answers given before the body was read to its end (too large, or stalled): the
+# connection cannot carry another request, so it is closed at once.
+BODY_LEFT_UNREAD = {"Connection": "close"}
+
 
 class ApiError(Exception):
     def __init__(

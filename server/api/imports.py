@@ -27,6 +27,7 @@ from server.api.schemas import (
     errors,
     json_errors,
 )
+from server.api.unpack import UnpackLimits
 from server.api.views import job_view, refused_csv, refused_view
 from server.jobs import repository
 from server.jobs.model import Job
@@ -83,6 +84,9 @@ async def create_import(
         key,
         services.settings.max_upload_bytes,
         idle_seconds=services.settings.upload_idle_seconds,
+        limits=UnpackLimits(
+            services.settings.max_uncompressed_bytes, services.settings.max_compression_ratio
+        ),
     )
     try:
         options = parse_options(received.fields)

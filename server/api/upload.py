@@ -20,7 +20,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from server.api.errors import ApiError
+from server.api.errors import BODY_LEFT_UNREAD, ApiError
+from server.api.unpack import Unpacker, UnpackLimits
 from server.storage import Storage
 
 FIELD_LIMIT = 64 * 1024
@@ -28,16 +29,14 @@ FIELD_LIMIT = 64 * 1024
 # an upload holds in memory is bounded, however it is sent (chunked encoding included).
 MAX_PARTS = 32
 CHUNK = 256 * 1024
-# For answers given before the body was read to its end (too large, or stalled): the
-# connection cannot carry another request, so it is closed at once.
-BODY_LEFT_UNREAD = {"Connection": "close"}
 
 
 @dataclass
 class Upload:
     key: str
     filename: str = ""
-    size: int = 0
+    size: int = 0  # in storage: unpacked, if the file came compressed
+    compression: str | None = None
     sha256: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     has_file: bool = False
@@ -72,8 +71,13 @@ class _Digest:
 class _Receiver:
     """python-multipart callbacks that send the `file` part to storage."""
 
-    def __init__(self, storage: Storage, upload: Upload, max_bytes: int) -> None:
+    def __init__(
+        self, storage: Storage, upload: Upload, max_bytes: int, limits: UnpackLimits
+    ) -> None:
         self.storage, self.upload, self.max_bytes = storage, upload, max_bytes
+        self.limits = limits
+        self.received = 0
+        self.unpacker: Unpacker | None = None
         self.hash = _Digest()
         self.headers: dict[bytes, bytes] = {}
         self.header_name = self.header_value = b""
@@ -136,10 +140,11 @@ class _Receiver:
             self.upload.has_file = True
             self.upload.filename = params.get(b"filename", b"").decode("utf-8", "replace")
             self.sink = self.storage.create(self.upload.key)
+            self.unpacker = Unpacker(self.sink, self.limits)
 
     def data(self, data: bytes, start: int, end: int) -> None:
         piece = data[start:end]
-        if self.sink is None:
+        if self.unpacker is None:
             self.value += piece
             if len(self.value) > FIELD_LIMIT:
                 raise ApiError(
@@ -149,8 +154,8 @@ class _Receiver:
                     headers=BODY_LEFT_UNREAD,
                 )
             return
-        self.upload.size += len(piece)
-        if self.upload.size > self.max_bytes:
+        self.received += len(piece)
+        if self.received > self.max_bytes:
             raise ApiError(
                 413,
                 "file_too_large",
@@ -158,12 +163,15 @@ class _Receiver:
                 headers=BODY_LEFT_UNREAD,
             )
         self.hash.update(piece)
-        self.sink.write(piece)
+        self.unpacker.write(piece)
 
     def part_end(self) -> None:
-        if self.sink is not None:
+        if self.sink is not None and self.unpacker is not None:
+            self.unpacker.finish()
+            self.upload.size = self.unpacker.written
+            self.upload.compression = self.unpacker.compression
             self.sink.close()
-            self.sink = None
+            self.sink = self.unpacker = None
         elif self.name:
             self.upload.fields[self.name] = self.value.decode("utf-8", "replace")
 
@@ -188,7 +196,12 @@ def boundary_of(request: Request) -> bytes:
 
 
 async def receive(
-    request: Request, storage: Storage, key: str, max_bytes: int, idle_seconds: float = 60.0
+    request: Request,
+    storage: Storage,
+    key: str,
+    max_bytes: int,
+    idle_seconds: float = 60.0,
+    limits: UnpackLimits | None = None,
 ) -> Upload:
     """Read the whole body; on any failure nothing is left in storage."""
     declared = request.headers.get("content-length", "")
@@ -200,7 +213,7 @@ async def receive(
             headers=BODY_LEFT_UNREAD,
         )
     upload = Upload(key)
-    receiver = _Receiver(storage, upload, max_bytes)
+    receiver = _Receiver(storage, upload, max_bytes, limits or UnpackLimits())
     parser = MultipartParser(boundary_of(request), receiver.callbacks())  # type: ignore[arg-type]
     try:
         await _feed(request, parser, idle_seconds)
