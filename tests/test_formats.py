@@ -180,10 +180,10 @@ def test_rows_that_read_two_ways_ask_for_the_field(
 @pytest.mark.parametrize(
     ("column", "formats", "value", "code"),
     [
-        (NUMBER, Formats(","), "12.34", "invalid_number"),
-        (NUMBER, Formats("."), "30,50", "invalid_number"),
-        (DAY, Formats(date_format="DD.MM.YYYY"), "31.02.2024", "invalid_date"),
-        (DAY, Formats(date_format="DD.MM.YYYY"), "02/03/2024", "invalid_date"),
+        (NUMBER, Formats(","), "12.34", "not_number"),
+        (NUMBER, Formats("."), "30,50", "not_number"),
+        (DAY, Formats(date_format="DD.MM.YYYY"), "31.02.2024", "not_date"),
+        (DAY, Formats(date_format="DD.MM.YYYY"), "02/03/2024", "not_date"),
     ],
 )
 def test_a_value_not_in_the_files_format_is_refused_not_misread(
@@ -415,8 +415,8 @@ def test_values_not_in_the_files_format_are_refused_on_their_line(
 
     refused = client.get(f"/imports/{job['id']}/errors").json()["items"]
     assert [(r["line"], r["column"], r["code"]) for r in refused] == [
-        (12, "amount", "invalid_number"),
-        (22, "born", "invalid_date"),
+        (12, "amount", "not_number"),
+        (22, "born", "not_date"),
     ]
     landed = db.rows(f"SELECT id, born FROM {target} WHERE id = 30")
     assert landed == [(30, date(2000, 2, 3))]

@@ -62,6 +62,24 @@ _RELATIVE = re.compile(r"\s*(now|today|tomorrow|yesterday)\s*", re.IGNORECASE)
 # Numbers too long to be values; PostgreSQL refuses what it cannot hold anyway.
 _JSON_BIG_NUMBER = re.compile(r"[0-9]{400}|[eE][+-]?[0-9]{4}", re.ASCII)
 
+# The code of a value its column's type cannot read, as PostgreSQL's refusal or ours.
+NOT_A = {
+    "int2": "not_integer",
+    "int4": "not_integer",
+    "int8": "not_integer",
+    "numeric": "not_number",
+    "float4": "not_number",
+    "float8": "not_number",
+    "bool": "not_boolean",
+    "date": "not_date",
+    "timestamp": "not_timestamp",
+    "timestamptz": "not_timestamp",
+    "time": "not_time",
+    "uuid": "not_uuid",
+    "json": "not_json",
+    "jsonb": "not_json",
+}
+
 # Where this service refuses what PostgreSQL would take, and why.
 DELIBERATE = {
     "unexpected_time_zone": "a timestamp with an offset going into a column without a time "
@@ -291,21 +309,22 @@ def converter_for(column: Column, formats: Formats | None = None) -> Converter:
     if local is None or formats is None:
         return base
     described = formats.date_format if column.type in DATE_TYPES else formats.decimal
-    return _localised(local, base, column.type in DATE_TYPES, str(described))
+    code = NOT_A.get(column.type, "invalid_value")
+    return _localised(local, base, column.type in DATE_TYPES, str(described), code)
 
 
 def _localised(
-    local: Callable[[str], str | None], base: Converter, dates: bool, written: str
+    local: Callable[[str], str | None], base: Converter, dates: bool, written: str, code: str
 ) -> Converter:
     def convert(value: str) -> str:
         plain = local(value)
         if plain is not None:
             return base(plain)
         if dates and _DAY_MONTH_ORDER.match(value):
-            raise Refusal("invalid_date", f"{_short(value)} is not a valid date as {written}")
+            raise Refusal(code, f"{_short(value)} is not a valid date as {written}")
         if not dates and ("," in value or "." in value):
             raise Refusal(
-                "invalid_number",
+                code,
                 f"{_short(value)} is not a number with {written!r} as its decimal mark",
             )
         return base(value)

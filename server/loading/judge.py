@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from server.csvfile.convert import Pending, Problem, RowConverter
+from server.csvfile.convert import NOT_A, Pending, Problem, RowConverter
 from server.targets import Column
 
 # The function that asks (migration 0005): its error state and message, or NULLs.
@@ -33,26 +33,10 @@ _BY_STATE = {
     "23514": "check_violation",
     "23502": "not_null",
 }
-_NOT_A = {
-    "int2": "not_integer",
-    "int4": "not_integer",
-    "int8": "not_integer",
-    "numeric": "not_number",
-    "float4": "not_number",
-    "float8": "not_number",
-    "bool": "not_boolean",
-    "date": "not_date",
-    "timestamp": "not_timestamp",
-    "timestamptz": "not_timestamp",
-    "time": "not_time",
-    "uuid": "not_uuid",
-    "json": "not_json",
-    "jsonb": "not_json",
-}
 
 
 def code_for(column: Column, state: str) -> str:
-    return _BY_STATE.get(state) or _NOT_A.get(column.type, "invalid_value")
+    return _BY_STATE.get(state) or NOT_A.get(column.type, "invalid_value")
 
 
 def settle(
