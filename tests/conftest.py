@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 from hypothesis import HealthCheck, settings
 from kombu import Connection
@@ -57,6 +58,7 @@ settings.load_profile("quick")
 os.environ.update(ENV)
 
 from server import setup  # noqa: E402
+from server.db import READING  # noqa: E402
 from server.messaging import topology  # noqa: E402
 from server.settings import get_settings  # noqa: E402
 
@@ -73,6 +75,16 @@ def prepared() -> None:
     get_settings.cache_clear()
     assert setup.main() == 0, "the test services are not ready (see above)"
     Database(ENV["DATABASE_URL"]).execute(f"CREATE SCHEMA IF NOT EXISTS {TEST_SCHEMA}")
+
+
+@pytest.fixture(scope="module")
+def session(db: Database) -> Iterator[Any]:
+    """A connection set as the workers' are (time zone, date order), to ask PostgreSQL how
+    it reads a value."""
+    connection = psycopg2.connect(db.dsn, options=READING)
+    connection.autocommit = True
+    yield connection
+    connection.close()
 
 
 @pytest.fixture(scope="session")

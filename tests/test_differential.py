@@ -28,7 +28,6 @@ from datetime import UTC, date, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-import psycopg2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,7 +35,6 @@ from sqlalchemy import create_engine
 
 from server.csvfile.convert import DELIBERATE, Ask, Refusal, converter_for, escape
 from server.csvfile.pattern import value_pattern
-from server.db import READING
 from server.targets import Column, load_target
 from tests.conftest import ENV
 from tests.harness import Database
@@ -80,15 +78,6 @@ def columns(db: Database) -> Iterator[dict[str, Column]]:
     engine.dispose()
     yield {column.name: column for column in target.columns}
     db.execute(f"DROP TABLE IF EXISTS {TABLE}; DROP TYPE IF EXISTS {TEST_SCHEMA}.every_mood")
-
-
-@pytest.fixture(scope="module")
-def session(db: Database) -> Iterator[Any]:
-    """A connection set as the workers' are (time zone, date order)."""
-    connection = psycopg2.connect(db.dsn, options=READING)
-    connection.autocommit = True
-    yield connection
-    connection.close()
 
 
 def postgres_reads(session: Any, column: Column, text: str) -> bool:

@@ -13,7 +13,6 @@ import csv
 import io
 import random
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,7 +39,6 @@ from server.csvfile.formats import (
 )
 from server.csvfile.head import read_head
 from server.csvfile.pattern import local_number, value_pattern
-from server.db import READING
 from server.targets import Column
 from tests.conftest import MakeTable
 from tests.harness import Database, Process
@@ -209,15 +207,6 @@ def test_an_excel_sep_line_names_the_delimiter_and_is_skipped() -> None:
 STAMP = Column("seen", "timestamp", True, False)
 STAMP_TZ = Column("seen", "timestamptz", True, False)
 DATE_KINDS = {"date": DAY, "timestamp": STAMP, "timestamptz": STAMP_TZ}
-
-
-@pytest.fixture(scope="module")
-def session(db: Database) -> Iterator[Any]:
-    """A connection set as the workers' are (time zone, date order)."""
-    connection = psycopg2.connect(db.dsn, options=READING)
-    connection.autocommit = True
-    yield connection
-    connection.close()
 
 
 def postgres_value(session: Any, kind: str, text: str, style: str | None = None) -> object:

@@ -45,6 +45,7 @@ _FORMATS: dict[str, tuple[bytes, Callable[[], _Decompressor]]] = {
     "bzip2": (b"BZh", bz2.BZ2Decompressor),
     "xz": (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
 }
+_ZLIB_STREAM = type(zlib.decompressobj())
 MAGIC_BYTES = max(len(magic) for magic, _ in _FORMATS.values())
 
 
@@ -75,20 +76,14 @@ class Unpacker:
                 return
             piece, self.head = self.head, b""
             self._decide(piece)
-        if self.compression is None:
-            self._out(piece)
-        else:
-            self._unpack(piece)
+        self._take(piece)
 
     def finish(self) -> None:
         """The end of the upload: what is left, and a check that the stream was whole."""
         if not self.decided:
             piece, self.head = self.head, b""
             self._decide(piece)
-            if self.compression is None:
-                self._out(piece)
-            else:
-                self._unpack(piece)
+            self._take(piece)
         if self.stream is not None and not self.stream.eof:
             raise ApiError(
                 422,
@@ -101,6 +96,12 @@ class Unpacker:
         self.compression = compression_of(head)
         if self.compression is not None:
             self.stream = _FORMATS[self.compression][1]()
+
+    def _take(self, piece: bytes) -> None:
+        if self.compression is None:
+            self._out(piece)
+        else:
+            self._unpack(piece)
 
     def _unpack(self, data: bytes) -> None:
         while data:
@@ -115,7 +116,7 @@ class Unpacker:
     def _drain(self, stream: _Decompressor, data: bytes) -> None:
         """All that `data` unpacks to, a step at a time (each step is checked)."""
         self._out(stream.decompress(data, STEP))
-        if isinstance(stream, type(zlib.decompressobj())):
+        if isinstance(stream, _ZLIB_STREAM):
             while stream.unconsumed_tail and not stream.eof:
                 self._out(stream.decompress(stream.unconsumed_tail, STEP))
             return

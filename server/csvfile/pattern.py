@@ -88,12 +88,10 @@ def value_pattern(column: Column, formats: Formats | None = None) -> bytes | Non
     """What a value of this column may look like on the fast path; None if it has none.
     With a decimal comma, numbers take it only without a fraction: a dot is a thousands
     separator there, and COPY reads neither."""
-    if formats is not None and formats.decimal == "," and not column.labels:
-        if column.type in _FLOAT_DIGITS:
-            return rb"-?+[0-9]{1,%d}+" % _FLOAT_DIGITS[column.type]
-        if column.type == "numeric":
-            whole = 30 if column.precision is None else column.precision - (column.scale or 0)
-            return rb"-?+[0-9]{1,%d}+" % whole if whole > 0 else None
+    fraction_free = column.type == "numeric" or column.type in _FLOAT_DIGITS
+    if formats is not None and formats.decimal == "," and fraction_free and not column.labels:
+        whole, _ = _number_digits(column)
+        return rb"-?+[0-9]{1,%d}+" % whole if whole > 0 else None
     if column.labels:
         return _labels(column.labels)
     if column.type in _INT_LIMITS:
@@ -113,7 +111,7 @@ def value_pattern(column: Column, formats: Formats | None = None) -> bytes | Non
         "inet": _IPV4,
     }
     if column.type == "numeric":
-        return _numeric(column.precision, column.scale)
+        return _numeric(column)
     return fixed.get(column.type)
 
 
@@ -132,10 +130,22 @@ def _at_most(limit: int) -> bytes:
     return rb"(?:" + b"|".join(alternatives) + rb")"
 
 
-def _numeric(precision: int | None, scale: int | None) -> bytes | None:
+def _number_digits(column: Column) -> tuple[int, int]:
+    """How many digits before and after the point a number column surely holds as written:
+    fewer than its type's limit has, `precision - scale` and `scale` for numeric."""
+    if column.type in _INT_LIMITS:
+        return len(str(_INT_LIMITS[column.type])) - 1, 0
+    if column.type in _FLOAT_DIGITS:
+        return _FLOAT_DIGITS[column.type], _FLOAT_DIGITS[column.type]
+    if column.precision is None:
+        return 30, 30
+    return column.precision - (column.scale or 0), column.scale or 0
+
+
+def _numeric(column: Column) -> bytes | None:
     """Decimals that fit as written: at most `precision - scale` digits before the point
     (none, as in `.5`) and `scale` after it."""
-    whole, places = (30, 30) if precision is None else (precision - (scale or 0), scale or 0)
+    whole, places = _number_digits(column)
     if whole <= 0 or places < 0:
         return None
     if not places:
@@ -184,18 +194,7 @@ def local_number(column: Column, mark: str, delimiter: bytes | None) -> bytes | 
     the one thousands separator runs take, that the column surely holds once PostgreSQL
     has dropped the separators and read the mark. A mark or separator that is the
     delimiter is left out: the value is then unquoted."""
-    limits = {"int2": (4, 0), "int4": (9, 0), "int8": (18, 0), "float4": (6, 6)}
-    if column.type == "numeric":
-        whole, places = (
-            (30, 30)
-            if column.precision is None
-            else (
-                column.precision - (column.scale or 0),
-                column.scale or 0,
-            )
-        )
-    else:
-        whole, places = limits.get(column.type, (15, 15))
+    whole, places = _number_digits(column)
     separator = RUN_THOUSANDS[mark].encode()
     if mark.encode() == delimiter:
         places = 0
