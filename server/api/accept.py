@@ -25,7 +25,7 @@ from server.csvfile.detect import (
     detect_layout,
 )
 from server.csvfile.encoding import CONFIDENT
-from server.csvfile.formats import AmbiguousFormat, Formats, detect_formats
+from server.csvfile.formats import AmbiguousFormat, Formats, detect_formats, undecided
 from server.csvfile.head import HEADER_LIMIT, Head, HeadProblem, read_head
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
 from server.jobs import repository
@@ -108,7 +108,10 @@ def _formats_of(
 ) -> Formats:
     """The number and date formats: the upload's, or what the first rows decide."""
     columns = [None if name is None else target.column(name) for name in column_map.columns]
-    return detect_formats(head.rows, columns, options.null_markers, options.formats)
+    given = options.formats
+    if not undecided(columns, given):
+        return given
+    return detect_formats(head.rows, columns, options.null_markers, given)
 
 
 def read_header(storage: Storage, key: str, options: ImportOptions) -> tuple[Layout, Head]:

@@ -46,7 +46,7 @@ _DATE_READERS = {
 }
 _ISO_START = re.compile(r"\s*[0-9]{4}-", re.ASCII)
 # How many of the first rows, and at most how many of their values, decide the formats.
-SAMPLE_ROWS = 2_000
+SAMPLE_ROWS = 1_000
 SAMPLE_VALUES = 50_000
 
 
@@ -157,6 +157,15 @@ def local_reader(column: Column, formats: Formats) -> Callable[[str], str | None
 # Detection ----------------------------------------------------------------------------
 
 
+def undecided(columns: Sequence[Column | None], given: Formats) -> bool:
+    """Whether the file has numbers or dates whose format the upload did not give."""
+    kinds = {column.type for column in columns if column is not None}
+    return bool(
+        (given.decimal is None and not kinds.isdisjoint(_NUMBER_TYPES))
+        or (given.date_format is None and not kinds.isdisjoint(DATE_TYPES))
+    )
+
+
 def detect_formats(
     rows: Iterable[tuple[int, Sequence[str]]],
     columns: Sequence[Column | None],
@@ -174,9 +183,9 @@ def detect_formats(
         for column, value in zip(columns, fields, strict=False):
             if column is None or value in nulls:
                 continue
-            if column.type in _NUMBER_TYPES:
+            if column.type in _NUMBER_TYPES and given.decimal is None:
                 numbers.append((line, value, column.type in _INTEGER_TYPES))
-            elif column.type in DATE_TYPES:
+            elif column.type in DATE_TYPES and given.date_format is None:
                 dates.append((line, value))
     decimal = given.decimal or _decimal_of(numbers)
     return Formats(decimal, given.date_format or _date_format_of(dates))
@@ -185,6 +194,8 @@ def detect_formats(
 def _decimal_of(numbers: list[tuple[int, str, bool]]) -> str | None:
     """The decimal mark, when a value groups its thousands or has a comma (which
     PostgreSQL never reads in a number); None leaves numbers as PostgreSQL reads them."""
+    if all(_plain(values) for values in _by_kind(numbers)):
+        return None  # written as PostgreSQL reads them: nothing to decide
     votes: Counter[str] = Counter()
     either: tuple[int, str] | None = None
     decides = False
@@ -206,6 +217,33 @@ def _decimal_of(numbers: list[tuple[int, str, bool]]) -> str | None:
         f"decimal {mark}": plain_number(value, mark) or "not a number" for mark in DECIMAL_MARKS
     }
     raise AmbiguousFormat("decimal", line, value, readings)
+
+
+# Numbers PostgreSQL reads as written, in whole-number columns and in the others: such
+# values decide nothing (a separator, a comma or a minus sign would).
+_PLAIN_NUMBERS = {
+    True: r"[+-]?[0-9]+",
+    False: r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?",
+}
+_PLAIN_LISTS = {
+    whole: re.compile(rf"(?:{one})(?:\n(?:{one}))*", re.ASCII)
+    for whole, one in _PLAIN_NUMBERS.items()
+}
+
+
+def _by_kind(numbers: list[tuple[int, str, bool]]) -> list[tuple[bool, list[str]]]:
+    """The values of whole-number columns, and the others'."""
+    return [(whole, [value for _, value, w in numbers if w is whole]) for whole in (True, False)]
+
+
+def _plain(kind: tuple[bool, list[str]]) -> bool:
+    """Whether every value is a plain number, checked in one match."""
+    whole, values = kind
+    joined = "\n".join(values)
+    # A value with a line break of its own would pass for two values.
+    return joined.count("\n") == max(len(values) - 1, 0) and bool(
+        _PLAIN_LISTS[whole].fullmatch(joined) or not values
+    )
 
 
 _GROUPED = {mark: re.compile(rf"[0-9]{{1,3}}(?:{re.escape(mark)}[0-9]{{3}})+") for mark in ".,"}

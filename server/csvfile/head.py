@@ -7,7 +7,8 @@ slow: a gigabyte on one line is refused from its first megabyte, never read to i
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 
 from server.csvfile.detect import Layout
@@ -28,13 +29,29 @@ class HeadProblem(ValueError):
         self.line = line
 
 
-@dataclass(frozen=True)
+@dataclass
 class Head:
     header: list[str]
     data_offset: int  # where the first row starts: a byte offset and a line number
     data_line: int
-    # The first rows, as (line, fields), whole and readable: what decides the formats.
-    rows: list[tuple[int, list[str]]] = field(default_factory=list)
+    # What the rows are read from, when they are asked for (see `rows`).
+    head: bytes = b""
+    layout: Layout | None = None
+    whole_file: bool = True
+
+    @cached_property
+    def rows(self) -> list[tuple[int, list[str]]]:
+        """The first rows, as (line, fields), whole and readable: what decides the
+        formats. Read only for a file whose formats are to be decided."""
+        if self.layout is None:
+            return []
+        reader = RecordReader(io.BytesIO(self.head), self.layout, self.data_offset, self.data_line)
+        # The last record of a head cut short may be cut short too.
+        return [
+            (record.line, record.fields)
+            for record in islice(reader, SAMPLE_ROWS)
+            if not record.problem and (self.whole_file or record.end_offset < len(self.head))
+        ]
 
 
 def read_head(head: bytes, layout: Layout, whole_file: bool) -> Head:
@@ -52,14 +69,6 @@ def read_head(head: bytes, layout: Layout, whole_file: bool) -> Head:
     if header is None or header.problem:
         raise HeadProblem("bad_header", "the first line is not a readable CSV header", 1)
     # Beyond the first bytes the file goes on: rows follow, even if they are refused later.
-    first = next(records, None)
-    if whole_file and first is None:
+    if whole_file and next(records, None) is None:
         raise HeadProblem("no_rows", "the file has a header but no rows", 2)
-    sample = [] if first is None else [first, *islice(records, SAMPLE_ROWS - 1)]
-    # The last record of a head cut short may be cut short too.
-    rows = [
-        (record.line, record.fields)
-        for record in sample
-        if not record.problem and (whole_file or record.end_offset < len(head))
-    ]
-    return Head(header.fields, header.end_offset, header.next_line, rows)
+    return Head(header.fields, header.end_offset, header.next_line, head, layout, whole_file)
