@@ -202,6 +202,16 @@ def test_an_excel_sep_line_names_the_delimiter_and_is_skipped() -> None:
         detect_layout(b"sep=#\nid#name\n1#a\n")
 
 
+def test_the_first_rows_are_read_whole_with_their_line_numbers() -> None:
+    data = b'id;name\n1;"two\nlines"\n\n2;b\n3;c\n'
+    layout = detect_layout(data)
+    first = [(2, ["1", "two\nlines"]), (5, ["2", "b"])]
+    assert read_head(data, layout, whole_file=True).rows == [*first, (6, ["3", "c"])]
+    # A head cut short: its last record may be cut short too, so it is left out.
+    cut = data[: data.index(b"3;")] + b'3;"unfinished'
+    assert read_head(cut, layout, whole_file=False).rows == first
+
+
 # --- PostgreSQL is the judge ------------------------------------------------------------
 
 STAMP = Column("seen", "timestamp", True, False)

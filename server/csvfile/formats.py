@@ -175,18 +175,31 @@ def detect_formats(
     """The formats the first rows decide, where the upload did not give them: `rows` are
     (line, fields) of the file's first records, `columns` the column each field fills."""
     nulls = frozenset(null_markers)
+    wanted = [
+        (index, column.type)
+        for index, column in enumerate(columns)
+        if column is not None
+        and (
+            (column.type in _NUMBER_TYPES and given.decimal is None)
+            or (column.type in DATE_TYPES and given.date_format is None)
+        )
+    ]
+    sample = list(rows)[: SAMPLE_VALUES // max(len(wanted), 1) or 1]
     numbers: list[tuple[int, str, bool]] = []
     dates: list[tuple[int, str]] = []
-    for line, fields in rows:
-        if len(numbers) + len(dates) >= SAMPLE_VALUES:
-            break
-        for column, value in zip(columns, fields, strict=False):
-            if column is None or value in nulls:
-                continue
-            if column.type in _NUMBER_TYPES and given.decimal is None:
-                numbers.append((line, value, column.type in _INTEGER_TYPES))
-            elif column.type in DATE_TYPES and given.date_format is None:
-                dates.append((line, value))
+    for index, kind in wanted:  # a column at a time: only the columns that matter
+        values = [
+            (line, fields[index])
+            for line, fields in sample
+            if index < len(fields) and fields[index] not in nulls
+        ]
+        if kind in DATE_TYPES:
+            dates += values
+        else:
+            numbers += [(line, value, kind in _INTEGER_TYPES) for line, value in values]
+    # The first line that reads two ways is the one named.
+    numbers.sort(key=lambda number: number[0])
+    dates.sort(key=lambda day: day[0])
     decimal = given.decimal or _decimal_of(numbers)
     return Formats(decimal, given.date_format or _date_format_of(dates))
 

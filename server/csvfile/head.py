@@ -6,15 +6,18 @@ slow: a gigabyte on one line is refused from its first megabyte, never read to i
 
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 
-from server.csvfile.detect import Layout
+from server.csvfile.detect import Layout, decode_head
 from server.csvfile.formats import SAMPLE_ROWS
 from server.csvfile.reader import RecordReader
 
+# The first rows that decide a file's formats are read from at most this many bytes.
+SAMPLE_BYTES = 256 * 1024
 # A first line longer than this is not a CSV header (10,000 columns of 100-character names
 # would still fit).
 HEADER_LIMIT = 1 << 20
@@ -45,13 +48,19 @@ class Head:
         formats. Read only for a file whose formats are to be decided."""
         if self.layout is None:
             return []
-        reader = RecordReader(io.BytesIO(self.head), self.layout, self.data_offset, self.data_line)
-        # The last record of a head cut short may be cut short too.
-        return [
-            (record.line, record.fields)
-            for record in islice(reader, SAMPLE_ROWS)
-            if not record.problem and (self.whole_file or record.end_offset < len(self.head))
-        ]
+        start, end = self.data_offset, self.data_offset + SAMPLE_BYTES
+        whole = self.whole_file and end >= len(self.head)
+        text = decode_head(self.head[start:end], self.layout.encoding, strict=False)
+        # Python's own CSV reader, in C: only the values matter here, not their offsets.
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.layout.delimiter)
+        rows, line = [], self.data_line
+        # No field of SAMPLE_BYTES is beyond the reader's limit (see server/csvfile/reader.py).
+        for fields in islice(reader, SAMPLE_ROWS):
+            if fields:
+                rows.append((line, fields))
+            line = self.data_line + reader.line_num
+        # A head cut short may end inside a quoted field: its last record is not whole.
+        return rows if whole else rows[:-1]
 
 
 def read_head(head: bytes, layout: Layout, whole_file: bool) -> Head:
