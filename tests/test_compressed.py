@@ -1,18 +1,25 @@
-"""Compressed uploads: gzip, bzip2 and xz, known by their first bytes, unpacked into
+"""Compressed uploads: gzip, bzip2, xz and zip, known by their first bytes, unpacked into
 storage as they stream; compression bombs refused while they stream, leaving nothing."""
 
 from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
+import shutil
+import subprocess
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from server.api.errors import ApiError
+from server.api.unpack import Unpacker, UnpackLimits
 from tests.conftest import ENV, MakeTable
 from tests.harness import Database, Process
 from tests.support import (
@@ -76,3 +83,139 @@ def test_a_bomb_or_a_cut_archive_is_refused_and_leaves_no_file(
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert stored_files() == before
+
+
+def _zipped(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _zipped_as_a_stream(data: bytes) -> bytes:
+    """What a zip written to a pipe looks like: sizes and CRC after the data (a data
+    descriptor), and zip64 fields."""
+
+    class Pipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, piece: Any) -> int:
+            self.data += piece
+            return len(piece)
+
+    pipe = Pipe()
+    with (
+        zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("export.csv", "w", force_zip64=True) as member,
+    ):
+        member.write(data)
+    return bytes(pipe.data)
+
+
+def _zipped_by_the_zip_tool(data: bytes) -> bytes:
+    if shutil.which("zip") is None:
+        pytest.skip("the zip tool is not installed")
+    # From a pipe to a pipe (`… | zip - - | …`): a data descriptor after the data.
+    return subprocess.run(["zip", "-q", "-", "-"], input=data, capture_output=True).stdout
+
+
+def _unpacked(content: bytes, piece: int) -> tuple[bytes, Unpacker]:
+    sink = io.BytesIO()
+    unpacker = Unpacker(sink, UnpackLimits())
+    for start in range(0, len(content), piece):
+        unpacker.write(content[start : start + piece])
+    unpacker.finish()
+    return sink.getvalue(), unpacker
+
+
+ZIPS: dict[str, Callable[[bytes], bytes]] = {
+    "deflated": lambda data: _zipped({"export.csv": data}),
+    "stored": lambda data: _zipped({"export.csv": data}, zipfile.ZIP_STORED),
+    "streamed, zip64": _zipped_as_a_stream,
+    "by the zip tool": _zipped_by_the_zip_tool,
+    "in a folder, with macOS's shadow files": lambda data: _zipped(
+        {"export/": b"", "export/data.csv": data, "__MACOSX/export/._data.csv": b"\0" * 300}
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ZIPS))
+@pytest.mark.parametrize("piece", [7, 65_536])
+def test_a_zip_with_one_file_gives_that_file(kind: str, piece: int) -> None:
+    content = ZIPS[kind](PLAIN[:200_000])
+
+    unpacked, unpacker = _unpacked(content, piece)
+
+    assert unpacked == PLAIN[:200_000]
+    assert (unpacker.compression, unpacker.kept, unpacker.spreadsheet) == ("zip", 200_000, False)
+
+
+def _corrupted(data: bytes) -> bytes:
+    content = bytearray(_zipped({"export.csv": data}, zipfile.ZIP_STORED))
+    content[100] ^= 0xFF
+    return bytes(content)
+
+
+def _encrypted(data: bytes) -> bytes:
+    content = bytearray(_zipped({"export.csv": data}))
+    content[6] |= 0x1  # the flag that says the entry is encrypted
+    return bytes(content)
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "code"),
+    [
+        (lambda data: _zipped({"a.csv": data, "b.csv": data}), 422, "zip_many_files"),
+        (lambda data: _zipped({}), 422, "empty_archive"),
+        (lambda data: _zipped({"folder/": b""}), 422, "empty_archive"),
+        (lambda data: _zipped({"a.csv": data})[:-200], 422, "truncated_archive"),
+        (lambda data: _zipped({"a.csv": data})[:5000], 422, "truncated_archive"),
+        (_corrupted, 422, "corrupt_archive"),
+        (_encrypted, 422, "encrypted_archive"),
+        (lambda data: _zipped({"a.csv": data}, zipfile.ZIP_BZIP2), 415, "unsupported_compression"),
+        (lambda data: _zipped({"a.csv": data}, zipfile.ZIP_LZMA), 415, "unsupported_compression"),
+    ],
+    ids=[
+        "two files",
+        "no file",
+        "only a folder",
+        "no central directory",
+        "cut in the data",
+        "checksum",
+        "encrypted",
+        "bzip2",
+        "lzma",
+    ],
+)
+def test_a_zip_that_is_not_one_whole_file_is_refused(
+    make: Callable[[bytes], bytes], status: int, code: str
+) -> None:
+    with pytest.raises(ApiError) as refused:
+        _unpacked(make(PLAIN[:50_000]), 4096)
+
+    assert (refused.value.status, refused.value.body["code"]) == (status, code)
+
+
+def test_a_zipped_file_lands_the_same_table_and_a_zip_of_two_leaves_nothing(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    plain, zipped = table(CUSTOMERS_DDL), table(CUSTOMERS_DDL)
+    before = stored_files()
+
+    refused = upload(client, _zipped({"a.csv": PLAIN, "b.csv": PLAIN}), zipped, name="two.zip")
+    left = stored_files() - before
+    jobs = [
+        wait_for_job(client, upload(client, content, name, name="export.zip").json()["id"])
+        for content, name in ((PLAIN, plain), (_zipped({"export.csv": PLAIN}), zipped))
+    ]
+
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "zip_many_files"
+    assert [(job["status"], job["rows_loaded"]) for job in jobs] == [("completed", 20_000)] * 2
+    assert db.fingerprint(zipped) == db.fingerprint(plain)
+    assert left == set()

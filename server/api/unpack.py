@@ -1,11 +1,12 @@
 """Compressed uploads, unpacked while they stream into storage.
 
-A file compressed with gzip, bzip2 or xz is recognised by its first bytes (its magic
-number), whatever its name, and what lands in storage is the CSV inside it: the workers,
-their checkpoints and the refused rows' byte offsets then know only the plain file. A
-compression bomb is refused while it streams, as soon as the unpacked bytes pass
-`MAX_UNCOMPRESSED_BYTES` or, beyond the first megabytes, `MAX_COMPRESSION_RATIO` times what
-has arrived: the sender's few kilobytes never become the disk's terabyte.
+A file compressed with gzip, bzip2 or xz, or alone in a zip, is recognised by its first
+bytes (its magic number), whatever its name, and what lands in storage is the CSV inside
+it: the workers, their checkpoints and the refused rows' byte offsets then know only the
+plain file. A workbook (xlsx, ods, xls) is stored as it came. A compression bomb is
+refused while it streams, as soon as the unpacked bytes pass `MAX_UNCOMPRESSED_BYTES` or,
+beyond the first megabytes, `MAX_COMPRESSION_RATIO` times what has arrived: the sender's
+few kilobytes never become the disk's terabyte.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from server.api.errors import BODY_LEFT_UNREAD, ApiError
+from server.api.unzip import ZIP_MAGIC, ZipStream
 
 # Below this many unpacked bytes no ratio is too high: a small, very regular file is not
 # a bomb.
@@ -46,14 +48,16 @@ _FORMATS: dict[str, tuple[bytes, Callable[[], _Decompressor]]] = {
     "xz": (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
 }
 _ZLIB_STREAM = type(zlib.decompressobj())
-MAGIC_BYTES = max(len(magic) for magic, _ in _FORMATS.values())
+# An Excel 97-2003 workbook (.xls): an OLE2 compound file. It is stored as it is.
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+MAGIC_BYTES = len(_OLE2)
 
 
 def compression_of(head: bytes) -> str | None:
     for name, (magic, _) in _FORMATS.items():
         if head.startswith(magic):
             return name
-    return None
+    return "zip" if head.startswith(ZIP_MAGIC) else None
 
 
 class Unpacker:
@@ -65,8 +69,11 @@ class Unpacker:
         self.compression: str | None = None
         self.decided = False
         self.stream: _Decompressor | None = None
+        self.zip: ZipStream | None = None
+        self.ole2 = False
         self.received = 0
-        self.written = 0
+        self.written = 0  # unpacked
+        self.kept = 0  # of which written to the sink
 
     def write(self, piece: bytes) -> None:
         self.received += len(piece)
@@ -84,6 +91,8 @@ class Unpacker:
             piece, self.head = self.head, b""
             self._decide(piece)
             self._take(piece)
+        if self.zip is not None:
+            self.zip.finish()
         if self.stream is not None and not self.stream.eof:
             raise ApiError(
                 422,
@@ -91,14 +100,24 @@ class Unpacker:
                 f"the {self.compression} file ends before its compressed data does",
             )
 
+    @property
+    def spreadsheet(self) -> bool:
+        """Whether the file is a workbook (xlsx, ods, xls): stored as sent, read later."""
+        return self.ole2 or (self.zip is not None and self.zip.document)
+
     def _decide(self, head: bytes) -> None:
         self.decided = True
         self.compression = compression_of(head)
-        if self.compression is not None:
+        self.ole2 = head.startswith(_OLE2)
+        if self.compression == "zip":
+            self.zip = ZipStream(self._out, STEP)
+        elif self.compression is not None:
             self.stream = _FORMATS[self.compression][1]()
 
     def _take(self, piece: bytes) -> None:
-        if self.compression is None:
+        if self.zip is not None:
+            self.zip.feed(piece)
+        elif self.compression is None:
             self._out(piece)
         else:
             self._unpack(piece)
@@ -123,7 +142,8 @@ class Unpacker:
         while not stream.eof and not getattr(stream, "needs_input", True):
             self._out(stream.decompress(b"", STEP))
 
-    def _out(self, data: bytes) -> None:
+    def _out(self, data: bytes, keep: bool = True) -> None:
+        """Unpacked bytes: counted against the limits, and written if they are kept."""
         self.written += len(data)
         if self.written > self.max_bytes:
             raise ApiError(
@@ -140,5 +160,6 @@ class Unpacker:
                 "compression bomb, or data too repetitive to be a CSV export",
                 headers=BODY_LEFT_UNREAD,
             )
-        if data:
+        if data and keep:
             self.sink.write(data)
+            self.kept += len(data)

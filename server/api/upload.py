@@ -37,6 +37,7 @@ class Upload:
     filename: str = ""
     size: int = 0  # in storage: unpacked, if the file came compressed
     compression: str | None = None
+    spreadsheet: bool = False  # stored as sent, to be read into CSV before it is accepted
     sha256: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     has_file: bool = False
@@ -168,8 +169,10 @@ class _Receiver:
     def part_end(self) -> None:
         if self.sink is not None and self.unpacker is not None:
             self.unpacker.finish()
-            self.upload.size = self.unpacker.written
-            self.upload.compression = self.unpacker.compression
+            self.upload.size = self.unpacker.kept
+            self.upload.spreadsheet = self.unpacker.spreadsheet
+            if not self.upload.spreadsheet:
+                self.upload.compression = self.unpacker.compression
             self.sink.close()
             self.sink = self.unpacker = None
         elif self.name:
