@@ -57,7 +57,7 @@ def test_a_compressed_file_lands_the_same_table_as_the_plain_file(
     jobs = [wait_for_job(client, job["id"]) for job in (first, second)]
 
     assert [(job["status"], job["rows_loaded"]) for job in jobs] == [("completed", 20_000)] * 2
-    assert jobs[1]["bytes_total"] == len(PLAIN)
+    assert (jobs[1]["bytes_total"], jobs[1]["compression"]) == (len(PLAIN), packer.split(",")[0])
     assert db.fingerprint(packed) == db.fingerprint(plain)
 
 
@@ -217,5 +217,6 @@ def test_a_zipped_file_lands_the_same_table_and_a_zip_of_two_leaves_nothing(
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "zip_many_files"
     assert [(job["status"], job["rows_loaded"]) for job in jobs] == [("completed", 20_000)] * 2
+    assert [job["compression"] for job in jobs] == [None, "zip"]
     assert db.fingerprint(zipped) == db.fingerprint(plain)
     assert left == set()

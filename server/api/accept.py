@@ -6,7 +6,7 @@ Runs in a thread (it reads the file and talks to PostgreSQL synchronously).
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -29,7 +29,7 @@ from server.csvfile.formats import AmbiguousFormat, Formats, detect_formats, und
 from server.csvfile.head import HEADER_LIMIT, Head, HeadProblem, read_head
 from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_header
 from server.jobs import repository
-from server.jobs.model import Job, JobWarning
+from server.jobs.model import Job, JobOptions, JobWarning
 from server.keys.keys import Tenant
 from server.settings import Settings
 from server.storage import Storage
@@ -56,7 +56,7 @@ def accept(
             target = _load_target(connection, tenant, options.target, settings)
             column_map = match_header(head.header, target, options.mapping)
             keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
-            formats = _formats_of(head, target, column_map, options)
+            formats = _formats_of(head, target, column_map, options, upload)
             job = repository.insert_job(
                 connection,
                 _job_values(
@@ -104,9 +104,12 @@ def _load_target(connection: Connection, tenant: Tenant, name: str, settings: Se
 
 
 def _formats_of(
-    head: Head, target: Target, column_map: ColumnMap, options: ImportOptions
+    head: Head, target: Target, column_map: ColumnMap, options: ImportOptions, upload: Upload
 ) -> Formats:
-    """The number and date formats: the upload's, or what the first rows decide."""
+    """The number and date formats: the upload's, or what the first rows decide. A sheet's
+    cells were written as PostgreSQL reads them."""
+    if upload.spreadsheet:
+        return Formats()
     columns = [None if name is None else target.column(name) for name in column_map.columns]
     given = options.formats
     if not undecided(columns, given):
@@ -149,6 +152,16 @@ def warnings_of(layout: Layout) -> list[JobWarning]:
     ]
 
 
+def _job_options(upload: Upload, options: ImportOptions, formats: Formats) -> JobOptions:
+    sheet = upload.sheet
+    return replace(
+        options.job_options(formats),
+        compression=upload.compression,
+        sheet=sheet.sheet if sheet else None,
+        sheet_shifts=tuple(sheet.shifts) if sheet else (),
+    )
+
+
 def _job_values(
     job_id: uuid.UUID,
     tenant: Tenant,
@@ -181,7 +194,7 @@ def _job_values(
         "header": head.header,
         "column_map": column_map.columns,
         "extra_columns": column_map.extra,
-        "options": options.job_options(formats).to_json(),
+        "options": _job_options(upload, options, formats).to_json(),
         "idempotency_key": idempotency_key,
         "checkpoint_offset": head.data_offset,
         "checkpoint_line": head.data_line,

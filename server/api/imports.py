@@ -29,6 +29,7 @@ from server.api.schemas import (
 )
 from server.api.unpack import UnpackLimits
 from server.api.views import job_view, refused_csv, refused_view
+from server.api.workbook import read_sheet
 from server.jobs import repository
 from server.jobs.model import Job
 from server.jobs.status import FINISHED, JobStatus
@@ -90,6 +91,9 @@ async def create_import(
     )
     try:
         options = parse_options(received.fields)
+        if received.spreadsheet:
+            await run_in_threadpool(read_sheet, services.storage, received, options.sheet)
+            options = options.for_workbook()
         job = await run_in_threadpool(
             accept,
             services.engine,
@@ -288,7 +292,7 @@ def list_refused(
         if len(rows) == limit
         else None
     )
-    return RefusedPage(items=[refused_view(row) for row in rows], next=next_url)
+    return RefusedPage(items=[refused_view(job, row) for row in rows], next=next_url)
 
 
 def _csv_stream(services: Services, job: Job) -> Iterator[str]:

@@ -23,7 +23,11 @@ UPLOAD_FORM = {
                 "type": "object",
                 "required": ["file", "target"],
                 "properties": {
-                    "file": {"type": "string", "format": "binary", "description": "the CSV file"},
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the CSV file: plain, gzipped, zipped, or an xlsx workbook",
+                    },
                     "target": {"type": "string", "description": "`table` or `schema.table`"},
                     "mode": {"type": "string", "enum": ["append", "upsert"]},
                     "key": {"type": "string", "description": "upsert: a unique constraint's name"},
@@ -44,6 +48,11 @@ UPLOAD_FORM = {
                         "enum": list(DATE_FORMATS),
                         "description": "how dates (and the date part of timestamps) are "
                         "written; detected when not given",
+                    },
+                    "sheet": {
+                        "type": "string",
+                        "description": "a workbook's sheet: its name or its position from 1; "
+                        "the first visible sheet when not given",
                     },
                     "mapping": {
                         "type": "string",
@@ -67,6 +76,7 @@ class ImportOptions(BaseModel):
     delimiter: str | None = None
     decimal: str | None = None
     date_format: str | None = None
+    sheet: str | None = Field(default=None, max_length=255)
     null_markers: list[str] = [""]
     mapping: dict[str, str] = {}
     max_errors: int | None = Field(default=None, ge=0)
@@ -127,6 +137,13 @@ class ImportOptions(BaseModel):
     @property
     def formats(self) -> Formats:
         return Formats(self.decimal, self.date_format)
+
+    def for_workbook(self) -> ImportOptions:
+        """A sheet read into CSV is UTF-8 with commas, its numbers and dates as PostgreSQL
+        reads them (the cells' types, not their display): nothing is left to detect."""
+        return self.model_copy(
+            update={"encoding": "utf-8", "delimiter": ",", "decimal": None, "date_format": None}
+        )
 
     def job_options(self, formats: Formats) -> JobOptions:
         """What the worker needs to know of the options, kept on the job; `formats` are

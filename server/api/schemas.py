@@ -88,6 +88,10 @@ class JobView(BaseModel):
     date_format: str | None = Field(
         description="how the file writes dates (`DD.MM.YYYY`, …); null for ISO dates"
     )
+    compression: str | None = Field(
+        description="what the upload was unpacked from (`gzip`, `bzip2`, `xz`, `zip`)"
+    )
+    sheet: str | None = Field(description="the workbook's sheet that was read, for a workbook")
     header: list[str]
     extra_columns: list[str] = Field(description="headers that fill no column, ignored")
     error: str | None
@@ -118,7 +122,9 @@ class ProblemView(BaseModel):
 
 
 class RefusedRowView(BaseModel):
-    line: int = Field(description="the line of the file where the record starts")
+    line: int = Field(
+        description="the line of the file where the record starts (a workbook's row number)"
+    )
     column: str | None = Field(description="the first column with a problem, if any")
     code: str
     message: str

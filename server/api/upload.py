@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from server.api.errors import BODY_LEFT_UNREAD, ApiError
 from server.api.unpack import Unpacker, UnpackLimits
+from server.api.workbook import SheetCsv
 from server.storage import Storage
 
 FIELD_LIMIT = 64 * 1024
@@ -38,6 +39,7 @@ class Upload:
     size: int = 0  # in storage: unpacked, if the file came compressed
     compression: str | None = None
     spreadsheet: bool = False  # stored as sent, to be read into CSV before it is accepted
+    sheet: SheetCsv | None = None  # what was read of it
     sha256: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     has_file: bool = False

@@ -35,6 +35,8 @@ def job_view(job: Job, url: str, events_token: str) -> JobView:
         delimiter=job.delimiter,
         decimal=job.options.decimal,
         date_format=job.options.date_format,
+        compression=job.options.compression,
+        sheet=job.options.sheet,
         header=list(job.header),
         extra_columns=list(job.extra_columns),
         error=job.error,
@@ -48,9 +50,9 @@ def job_view(job: Job, url: str, events_token: str) -> JobView:
     )
 
 
-def refused_view(row: RefusedRow) -> RefusedRowView:
+def refused_view(job: Job, row: RefusedRow) -> RefusedRowView:
     return RefusedRowView(
-        line=row.line,
+        line=job.options.line_in_upload(row.line),
         column=row.column,
         code=row.code,
         message=row.message,
@@ -74,7 +76,8 @@ def refused_csv(job: Job, rows: Iterable[RefusedRow]) -> Iterator[str]:
     yield "\ufeff" + _take(out)
     for row in rows:
         fields = next(csv.reader(io.StringIO(row.raw, newline=""), delimiter=job.delimiter), [])
-        reason = f"line {row.line}: {row.message}"
+        where = "row" if job.options.sheet else "line"
+        reason = f"{where} {job.options.line_in_upload(row.line)}: {row.message}"
         safe = [neutralise(cell) for cell in fields]
         if safe == fields and row.raw:
             # Nothing to neutralise: the line goes out exactly as it was in the file.

@@ -27,10 +27,21 @@ class JobOptions:
     max_error_rate: float | None = None
     decimal: str | None = None
     date_format: str | None = None
+    compression: str | None = None  # what the upload was unpacked from
+    sheet: str | None = None  # the workbook's sheet the file was read from
+    # (line, row): where the sheet's row numbers stop being the CSV's line numbers.
+    sheet_shifts: tuple[tuple[int, int], ...] = ()
 
     @property
     def formats(self) -> Formats:
         return Formats(self.decimal, self.date_format)
+
+    def line_in_upload(self, line: int) -> int:
+        """A line of the stored CSV as the user knows it: a sheet's row number, or itself."""
+        for start, row in reversed(self.sheet_shifts):
+            if line >= start:
+                return row + line - start
+        return line
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> JobOptions:
@@ -38,6 +49,8 @@ class JobOptions:
         values = {name: value for name, value in stored.items() if name in known}
         if "null_markers" in values:
             values["null_markers"] = tuple(values["null_markers"])
+        if "sheet_shifts" in values:
+            values["sheet_shifts"] = tuple(tuple(pair) for pair in values["sheet_shifts"])
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -48,6 +61,9 @@ class JobOptions:
             "max_error_rate": self.max_error_rate,
             "decimal": self.decimal,
             "date_format": self.date_format,
+            "compression": self.compression,
+            "sheet": self.sheet,
+            "sheet_shifts": [list(pair) for pair in self.sheet_shifts],
         }
 
 
