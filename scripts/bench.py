@@ -7,6 +7,7 @@
     python scripts/bench.py --overlap 1000000        # an append whose first 5% are there
     python scripts/bench.py --upsert 1000000 5000000 # upserts, next to psql's own upsert
     python scripts/bench.py --european 1000000       # a German spreadsheet's export of it
+    python scripts/bench.py --packed 1000000         # gzipped, zipped, and as an xlsx sheet
     python scripts/bench.py --json
 
 Each run times the baseline (`psql \\copy` into an identical table with its primary key)
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import shutil
@@ -31,9 +33,11 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -405,6 +409,87 @@ def european(http: httpx.Client, rows: int) -> dict[str, Any]:
     }
 
 
+PACKERS = ("gzip", "zip", "xlsx")
+
+
+def packed(http: httpx.Client, running: dict[str, Process], rows: int) -> list[dict[str, Any]]:
+    """The rows plain, gzipped, zipped and as an xlsx sheet, each uploaded and loaded in
+    turn, next to psql's \\copy of the plain file: the time, the rows a second, and the
+    API's peak memory (where the unpacking and the sheet's reading happen)."""
+    plain = benchdata.write(WORK / f"rows-{rows}.csv", rows)
+    files = {"plain": plain, **{kind: _packed(plain, kind) for kind in PACKERS}}
+    baseline = psql_copy(plain)
+    figures = []
+    for kind, path in files.items():
+        DB.execute("TRUNCATE bench.pipeline")
+        with PeakMemory({"api": [running["api"]]}) as memory:
+            start = time.perf_counter()
+            until_done(http, upload(http, path, "bench.pipeline"))
+            seconds = time.perf_counter() - start
+        if DB.fingerprint("bench.baseline") != DB.fingerprint("bench.pipeline"):
+            raise SystemExit(f"the table loaded from the {kind} file differs from psql's copy")
+        figures.append(
+            {
+                "file": kind,
+                "megabytes": round(path.stat().st_size / 1e6, 1),
+                "pipeline_seconds": round(seconds, 2),
+                "ratio": round(seconds / baseline, 2),
+                "rows_per_second": round(rows / seconds),
+                "api_peak_mb": round(memory.peak["api"], 1),
+            }
+        )
+        print(
+            f"  {kind:>5}: {figures[-1]['megabytes']:>7} MB, pipeline {seconds:.2f} s, ratio "
+            f"{seconds / baseline:.2f} to psql \\copy of the plain file ({baseline:.2f} s), "
+            f"{rows / seconds:,.0f} rows/s, API peak RSS {memory.peak['api']:.1f} MB",
+            flush=True,
+        )
+    return figures
+
+
+def _packed(plain: Path, kind: str) -> Path:
+    """The plain file packed as `kind`, made once and kept beside it."""
+    path = plain.with_suffix(f".csv.{kind}" if kind != "xlsx" else ".xlsx")
+    if path.exists():
+        return path
+    partial = path.with_suffix(".part")
+    if kind == "gzip":
+        with plain.open("rb") as source, gzip.open(partial, "wb", compresslevel=6) as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+    elif kind == "zip":
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(plain, plain.name)
+    else:
+        _write_sheet(plain, partial)
+    partial.rename(path)
+    return path
+
+
+def _write_sheet(plain: Path, path: Path) -> None:
+    """The rows as typed cells, written by openpyxl as a spreadsheet saves them."""
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("rows")
+    with plain.open(newline="") as source:
+        reader = csv.reader(source)
+        sheet.append(next(reader))
+        for key, email, name, born, balance, country, active, note in reader:
+            sheet.append(
+                [
+                    int(key),
+                    email,
+                    name,
+                    date.fromisoformat(born) if born else None,
+                    float(balance) if balance else None,
+                    country or None,
+                    {"true": True, "false": False}.get(active),
+                    note or None,
+                ]
+            )
+    book.save(path)
+
+
 def _write_german(plain: Path, local: Path) -> None:
     from babel.numbers import format_decimal  # a development dependency, as the tests'
 
@@ -460,6 +545,12 @@ def main() -> int:
         metavar="ROWS",
         help="the rows as a German spreadsheet exports them, next to psql's copy of them plain",
     )
+    parser.add_argument(
+        "--packed",
+        type=int,
+        metavar="ROWS",
+        help="the rows gzipped, zipped and as an xlsx sheet, next to the plain file",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     prepare()
@@ -471,6 +562,8 @@ def main() -> int:
     ):
         if args.upload_only:
             report["upload"] = upload_only(http, running, args.upload_only)
+        elif args.packed:
+            report["packed"] = packed(http, running, args.packed)
         elif args.european:
             report["european"] = european(http, args.european)
         elif args.overlap:

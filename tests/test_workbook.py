@@ -21,8 +21,13 @@ import httpx
 import openpyxl
 import pytest
 import xlsxwriter
+import xlwt
+from odf.opendocument import OpenDocumentSpreadsheet
+from odf.table import Table, TableCell, TableRow
+from odf.text import P
 
-from server.api.workbook import cell_text
+from server.api.books import IN_MEMORY_LIMIT
+from server.api.workbook import cell_text, sheet_to_csv
 from tests.conftest import ENV, MakeTable
 from tests.harness import Database, Process
 from tests.support import upload, wait_for_job
@@ -101,9 +106,61 @@ def by_xlsxwriter(rows: list[Row]) -> bytes:
     return out.getvalue()
 
 
+def by_xlwt(rows: list[Row]) -> bytes:
+    """Excel 97-2003 (.xls), as xlwt writes it."""
+    book = xlwt.Workbook(encoding="utf-8")
+    sheet = book.add_sheet("export")
+    styles = {
+        datetime: xlwt.easyxf(num_format_str="DD/MM/YYYY HH:MM:SS"),
+        date: xlwt.easyxf(num_format_str="DD.MM.YYYY"),
+    }
+    for column, name in enumerate(HEADER):
+        sheet.write(0, column, name)
+    for number, row in enumerate(rows, start=1):
+        for column, value in enumerate(row):
+            if isinstance(value, date):
+                sheet.write(number, column, value, styles[type(value)])
+            elif value is not None:
+                sheet.write(number, column, value)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def by_odfpy(rows: list[Row]) -> bytes:
+    """OpenDocument (.ods), as odfpy writes it: each cell with its value type."""
+    document = OpenDocumentSpreadsheet()
+    table = Table(name="export")
+
+    def cell(value: Any) -> TableCell:
+        if value is None:
+            return TableCell()
+        if isinstance(value, bool):
+            return TableCell(valuetype="boolean", booleanvalue=str(value).lower())
+        if isinstance(value, int | float):
+            return TableCell(valuetype="float", value=value)
+        if isinstance(value, date):
+            return TableCell(valuetype="date", datevalue=value.isoformat())
+        text = TableCell(valuetype="string")
+        text.addElement(P(text=value))
+        return text
+
+    for row in [HEADER, *rows]:
+        line = TableRow()
+        for value in row:
+            line.addElement(cell(value))
+        table.addElement(line)
+    document.spreadsheet.addElement(table)
+    out = io.BytesIO()
+    document.write(out)
+    return out.getvalue()
+
+
 WRITERS: dict[str, tuple[Callable[[list[Row]], bytes], int]] = {
     "openpyxl": (by_openpyxl, 100_000),
     "XlsxWriter": (by_xlsxwriter, 20_000),
+    "xlwt (xls)": (by_xlwt, 5_000),
+    "odfpy (ods)": (by_odfpy, 5_000),
 }
 
 
@@ -213,7 +270,7 @@ def _not_a_workbook() -> bytes:
         # An Excel 97-2003 file: its first bytes, and no more.
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(2000), "", 415, "unsupported_spreadsheet"),
     ],
-    ids=["unknown sheet", "an Office file that is no workbook", "xls"],
+    ids=["unknown sheet", "an Office file that is no workbook", "a broken xls"],
 )
 def test_a_workbook_that_cannot_be_read_is_refused_and_leaves_nothing(
     content: bytes,
@@ -232,6 +289,31 @@ def test_a_workbook_that_cannot_be_read_is_refused_and_leaves_nothing(
     if code == "unknown_sheet":
         assert response.json()["error"]["sheets"] == ["cover", "data", "other"]
     assert stored_files() == before
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: by_openpyxl(list(values(3_000))),
+        lambda: by_xlsxwriter(list(values(3_000))),
+        sheet_with_problems,
+    ],
+    ids=["openpyxl", "XlsxWriter", "problems"],
+)
+def test_the_streaming_reader_and_the_whole_sheet_reader_write_the_same_csv(
+    make: Callable[[], bytes],
+) -> None:
+    """A big xlsx is streamed by openpyxl, a small one read whole by calamine: the two
+    must not tell apart."""
+    content = make()
+    written = []
+    for limit in (0, IN_MEMORY_LIMIT):
+        sink = io.BytesIO()
+        result = sheet_to_csv(io.BytesIO(content), sink, None, limit)
+        written.append((sink.getvalue(), result))
+
+    assert written[0] == written[1]
+    assert written[0][1].rows > 1
 
 
 @pytest.mark.parametrize(

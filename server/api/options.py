@@ -26,7 +26,8 @@ UPLOAD_FORM = {
                     "file": {
                         "type": "string",
                         "format": "binary",
-                        "description": "the CSV file: plain, gzipped, zipped, or an xlsx workbook",
+                        "description": "the CSV file: plain, gzipped, zipped, or a workbook "
+                        "(xlsx, ods, xls)",
                     },
                     "target": {"type": "string", "description": "`table` or `schema.table`"},
                     "mode": {"type": "string", "enum": ["append", "upsert"]},

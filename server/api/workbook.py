@@ -1,12 +1,11 @@
 """A workbook's sheet, read row by row into the CSV that the rest of the pipeline knows.
 
-An uploaded xlsx is stored as it came; before it is accepted, one of its sheets (the first
-visible one, or the upload's `sheet`) is read with openpyxl in read-only mode, which
-streams the sheet's XML: memory holds a row at a time (and the workbook's shared strings),
-whatever the number of rows. Cells are written as PostgreSQL reads their types: numbers by
-their value to Excel's precision (`0.3`, not a double's `0.30000000000000004`; whole
-numbers without a point), dates and times in ISO form, booleans as `true`/`false`, empty
-cells as empty fields.
+An uploaded workbook is stored as it came; before it is accepted, one of its sheets (the
+first visible one, or the upload's `sheet`) is read (see `server/api/books.py`) and
+written in its place as CSV, a row at a time. Cells are written as PostgreSQL reads their
+types: numbers by their value to Excel's precision (`0.3`, not a double's
+`0.30000000000000004`; whole numbers without a point), dates and times in ISO form,
+booleans as `true`/`false`, empty cells as empty fields.
 
 Sheet row N is written as CSV line N (empty rows as blank lines, which the reader passes
 over), so that the lines of refused rows are the sheet's row numbers. A cell holding a
@@ -19,22 +18,23 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import zipfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import openpyxl
-from openpyxl.utils.exceptions import InvalidFileException
-
+from server.api.books import IN_MEMORY_LIMIT, Book, Cell, open_book
 from server.api.errors import ApiError
 from server.storage import Storage
 
 if TYPE_CHECKING:
     from server.api.upload import Upload
 
-Cell = Any  # what openpyxl gives: None, str, int, float, bool, datetime, date, time, timedelta
+
+# Workbooks read at once by one API process (the others wait): a workbook read whole holds
+# memory (see server/api/books.py), and so would many at once.
+_READING = threading.BoundedSemaphore(2)
 
 
 @dataclass
@@ -47,7 +47,7 @@ class SheetCsv:
 
 def read_sheet(storage: Storage, upload: Upload, sheet: str | None) -> None:
     """Replaces the stored workbook with the CSV of its sheet."""
-    with storage.open(upload.key) as source, storage.create(upload.key) as sink:
+    with _READING, storage.open(upload.key) as source, storage.create(upload.key) as sink:
         try:
             upload.sheet = sheet_to_csv(source, sink, sheet)
             upload.size = sink.tell()
@@ -57,49 +57,34 @@ def read_sheet(storage: Storage, upload: Upload, sheet: str | None) -> None:
     storage.commit(upload.key)
 
 
-def sheet_to_csv(source: BinaryIO, sink: BinaryIO, sheet: str | None) -> SheetCsv:
+def sheet_to_csv(
+    source: BinaryIO, sink: BinaryIO, sheet: str | None, in_memory_limit: int = IN_MEMORY_LIMIT
+) -> SheetCsv:
     """Writes the chosen sheet of the workbook in `source` to `sink` as UTF-8 CSV."""
-    book = _open(source)
+    book = open_book(source, in_memory_limit)
     try:
-        chosen = _choose(book, sheet)
-        result = SheetCsv(chosen.title)
-        text = io.TextIOWrapper(sink, "utf-8", newline="")
-        _write(chosen.iter_rows(values_only=True), text, result)
+        name = _choose(book, sheet)
+        result = SheetCsv(name)
+        _write(book.rows(name), io.TextIOWrapper(sink, "utf-8", newline=""), result)
         return result
     finally:
         book.close()
 
 
-def _open(source: BinaryIO) -> Any:
-    try:
-        return openpyxl.load_workbook(source, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as error:
-        raise ApiError(
-            415,
-            "unsupported_spreadsheet",
-            f"the file is not a workbook that can be read ({error}); save it as .xlsx or as CSV",
-        ) from None
-
-
-def _choose(book: Any, sheet: str | None) -> Any:
+def _choose(book: Book, sheet: str | None) -> str:
     """The sheet named `sheet` (or at that 1-based position), else the first visible one."""
-    sheets = list(book.worksheets)
-    if sheet is None:
-        visible = [each for each in sheets if each.sheet_state == "visible"]
-        if visible:
-            return visible[0]
-    else:
-        for each in sheets:
-            if each.title == sheet:
-                return each
-        if sheet.isdigit() and 1 <= int(sheet) <= len(sheets):
-            return sheets[int(sheet) - 1]
+    if sheet is None and book.visible:
+        return book.visible[0]
+    if sheet in book.names:
+        return sheet
+    if sheet and sheet.isdigit() and 1 <= int(sheet) <= len(book.names):
+        return book.names[int(sheet) - 1]
     raise ApiError(
         422,
         "unknown_sheet",
         f"the workbook has no sheet {sheet!r}" if sheet else "the workbook has no sheet to read",
         field="sheet",
-        sheets=[each.title for each in sheets],
+        sheets=book.names,
     )
 
 
