@@ -13,8 +13,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from kombu import Connection
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from server.api import errors, imports, metrics, operations, sweeper
 from server.api.deps import Services
@@ -62,11 +62,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     quieter_collections()
     services = make_services(settings)
-    with Connection(settings.broker_url) as connection:
-        topology.declare(connection, topology.build(settings))
+    # Without the broker the API starts all the same: uploads are committed, and published
+    # by the sweeper once the broker is back (it declares the topology first).
+    declared = await run_in_threadpool(topology.declare_if_reachable, settings)
     app.state.services = services
     app.state.hub = Hub(settings.redis_url, partial(job_by_id, services.engine))
-    sweeping = asyncio.create_task(sweeper.run_forever(services))
+    sweeping = asyncio.create_task(sweeper.run_forever(services, declared))
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from server import housekeeping
 from server.api.deps import Services
 from server.jobs import repository
+from server.messaging import topology
 from server.messaging.publish import publish_job
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,19 @@ def _publish_one(services: Services) -> bool:
     return True
 
 
-async def run_forever(services: Services) -> None:
-    """The publish sweep, and housekeeping now and then."""
+async def run_forever(services: Services, declared: bool = True) -> None:
+    """The publish sweep, and housekeeping now and then. Until the broker's topology is
+    `declared` (the API started without the broker), each round first tries to declare it."""
     settings = services.settings
     every = max(1, round(settings.housekeeping_seconds / settings.publish_sweep_seconds))
     rounds = 0
     while True:
         await asyncio.sleep(settings.publish_sweep_seconds)
         try:
-            await run_in_threadpool(sweep_once, services)
+            if not declared:
+                declared = await run_in_threadpool(topology.declare_if_reachable, settings)
+            if declared:
+                await run_in_threadpool(sweep_once, services)
             if rounds % every == 0:
                 await run_in_threadpool(
                     housekeeping.clean, services.engine, services.storage, settings

@@ -16,6 +16,7 @@ Queue arguments cannot change once a queue exists: to change one, use a new queu
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 from kombu import Connection, Exchange, Queue
 
 from server.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 EXCHANGE = "imports"
 DEAD_EXCHANGE = "imports.dlx"
@@ -124,6 +127,19 @@ def declare(connection: Connection, topology: Topology) -> None:
         exchange(channel).declare()
     for queue in topology.queues:
         queue(channel).declare()
+
+
+def declare_if_reachable(settings: Settings, timeout: float = 5.0) -> bool:
+    """Declare the topology if the broker answers now; False (and a warning) if not: the
+    caller tries again later, and takes uploads meanwhile."""
+    try:
+        with Connection(settings.broker_url, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1)
+            declare(connection, build(settings))
+    except Exception as error:  # noqa: BLE001 - whatever the cause, the broker is away
+        log.warning("the broker is unreachable (%s): jobs are published when it is back", error)
+        return False
+    return True
 
 
 def definitions(topology: Topology, vhost: str = "/") -> dict[str, Any]:

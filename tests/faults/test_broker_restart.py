@@ -1,6 +1,6 @@
 """RabbitMQ restarted (`rabbitmqctl stop_app` / `start_app`) while jobs wait in its queue,
 and while one of them runs: the API and the workers reconnect by themselves, and every job
-lands exactly once."""
+lands exactly once. An API started while the broker is away takes uploads all the same."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kombu import Connection
 
+from server.messaging import topology
+from server.settings import get_settings
 from tests.conftest import StartWorker
 from tests.faults import stack
 from tests.faults.figures import NO_KEY_DDL, Figures
@@ -124,3 +127,49 @@ def test_rabbitmq_restarted_while_jobs_wait_and_while_one_runs_every_job_lands_o
         )
         figures.check_exact(db, target, reference)
     figures.add(broker_restarts=3)
+
+
+def forget_topology(broker: PrivateRabbit) -> None:
+    """The broker as a fresh node has it: none of the service's exchanges and queues."""
+    built = topology.build(get_settings())
+    with Connection(broker.url) as connection:
+        channel = connection.default_channel
+        for queue in built.queues:
+            queue(channel).delete()
+        for exchange in built.exchanges:
+            exchange(channel).delete()
+
+
+def test_an_api_started_without_the_broker_takes_uploads_that_land_once_it_is_back(
+    private_rabbit: PrivateRabbit,
+    broker_env: dict[str, str],
+    workers: StartWorker,
+    log_dir: Path,
+    figures: Figures,
+) -> None:
+    db = stack.prepare(broker_env)
+    headers = bearer(stack.api_key(broker_env))
+    forget_topology(private_rabbit)
+    private_rabbit.stop_app()
+    with (
+        stack.api(broker_env, log_dir) as base,
+        httpx.Client(base_url=base, headers=headers, timeout=60) as http,
+    ):
+        down = http.get("/health")
+        imports = Imports(db, http)
+        job_id = imports.upload(SMALL)  # 202, or it fails here
+        waiting = imports.status(job_id)
+
+        private_rabbit.start_app()
+        workers(broker_url=private_rabbit.url, database_url=broker_env["DATABASE_URL"])
+        job = wait_for_job(http, job_id, timeout=120)
+        up = http.get("/health")
+
+    assert down.status_code == 503
+    assert not down.json()["checks"]["rabbitmq"]["ok"], down.json()
+    assert down.json()["checks"]["postgresql"]["ok"]
+    assert waiting == "queued"
+    assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", SMALL, 0)
+    assert up.status_code == 200
+    target, reference, _ = imports.jobs[job_id]
+    figures.check_exact(db, target, reference)
