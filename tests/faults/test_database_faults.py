@@ -12,14 +12,16 @@ import pytest
 from server.loading.segment import session_name
 from tests.conftest import MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
-from tests.faults.watch import handed_on, paused_segments
+from tests.faults.watch import handed_on, paused_segments, rows_loaded
 from tests.harness import Database, wait_until
 from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 pytestmark = pytest.mark.faults
 
 CUTS = 3
-ROWS = 150_000
+# Enough rows for a dozen short segments: each cut needs one segment to end and another to
+# be caught in, and a job that completes first leaves the test no batch to cut.
+ROWS = 250_000
 
 
 # What a worker runs inside a batch's transaction: the COPY into staging, the savepoint
@@ -39,6 +41,15 @@ def cut_mid_batch(db: Database, application: str) -> str | None:
         (application,),
     )
     return found[0][1] if found else None
+
+
+def activity(db: Database, application: str) -> list[tuple[object, ...]]:
+    """What the job's sessions are doing."""
+    return db.rows(
+        "SELECT state, backend_xid IS NOT NULL, left(query, 80) FROM pg_stat_activity "
+        "WHERE application_name = %s",
+        (application,),
+    )
 
 
 def gone(db: Database, application: str) -> bool:
@@ -71,7 +82,7 @@ def test_worker_connections_cut_mid_batch_are_retried_and_the_job_resumes_exactl
     job_id = upload(client, content, target).json()["id"]
     # A job's database session carries its name: only its connections are cut.
     application = session_name(uuid.UUID(job_id))
-    worker = workers(batch_rows=500, segment_seconds=0.5, one_transaction_max_bytes=0)
+    worker = workers(batch_rows=500, segment_seconds=0.2, one_transaction_max_bytes=0)
 
     cut_during = []
     for _ in range(CUTS):
@@ -82,7 +93,10 @@ def test_worker_connections_cut_mid_batch_are_retried_and_the_job_resumes_exactl
             wait_until(
                 lambda: cut_mid_batch(db, application),
                 60,
-                "the worker never was inside a batch",
+                lambda: (
+                    f"the worker never was inside a batch: {activity(db, application)}, "
+                    f"job {paused_segments(db, job_id)}, {rows_loaded(db, job_id)} rows loaded"
+                ),
                 every=0.005,
             )
         )
