@@ -16,7 +16,7 @@ from kombu import Connection
 from sqlalchemy import Engine, create_engine
 
 from server.housekeeping import clean
-from server.messaging.topology import DEAD_QUEUE, WORK_QUEUE
+from server.messaging.topology import DEAD_QUEUE, WORK_QUEUE, build
 from server.progress.events import snapshot_key, stream_key
 from server.settings import Settings
 from server.storage import LocalStorage
@@ -52,6 +52,9 @@ def test_metrics_count_jobs_rows_and_queue_depths(
         assert metric(body, f'csv_import_queue_messages{{queue="{queue}"}}') == message_count(
             broker, queue
         )
+    every = {queue.name for queue in build(Settings()).queues}
+    assert set(re.findall(r'^csv_import_queue_messages\{queue="(.+)"\}', body, re.M)) == every
+    assert metric(body, "csv_import_broker_up") == 1
 
 
 def test_health_says_which_service_is_down(log_dir: Path, prepared: None) -> None:

@@ -11,6 +11,7 @@ from kombu import Connection
 from server.api.deps import ServicesDep
 from server.jobs import repository
 from server.messaging import topology
+from server.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
@@ -37,12 +38,29 @@ def metrics(services: ServicesDep) -> str:
         "# HELP csv_import_load_seconds_total Time from start to end of completed imports.",
         "# TYPE csv_import_load_seconds_total counter",
         f"csv_import_load_seconds_total {totals.load_seconds:.3f}",
+    ]
+    depths = _queue_depths(services.settings)
+    lines += [
+        "# HELP csv_import_broker_up Whether RabbitMQ gave every queue's depth (1) or not (0).",
+        "# TYPE csv_import_broker_up gauge",
+        f"csv_import_broker_up {int(depths is not None)}",
         "# HELP csv_import_queue_messages Messages waiting in a broker queue.",
         "# TYPE csv_import_queue_messages gauge",
+        *(f'csv_import_queue_messages{{queue="{q}"}} {n}' for q, n in (depths or {}).items()),
     ]
-    with Connection(services.settings.broker_url, connect_timeout=3) as broker:
-        channel: Any = broker.default_channel
-        for queue in (topology.WORK_QUEUE, topology.DEAD_QUEUE):
-            depth = channel.queue_declare(queue, passive=True).message_count
-            lines.append(f'csv_import_queue_messages{{queue="{queue}"}} {depth}')
     return "\n".join(lines) + "\n"
+
+
+def _queue_depths(settings: Settings) -> dict[str, int] | None:
+    """Every queue's depth, or None when the broker does not answer: a broker that is away
+    must not cost the scrape the database's figures."""
+    try:
+        with Connection(settings.broker_url, connect_timeout=3) as broker:
+            broker.ensure_connection(max_retries=1)
+            channel: Any = broker.default_channel
+            return {
+                queue.name: channel.queue_declare(queue.name, passive=True).message_count
+                for queue in topology.build(settings).queues
+            }
+    except Exception:  # noqa: BLE001 - whatever the cause, the broker is away
+        return None

@@ -156,6 +156,7 @@ def test_an_api_started_without_the_broker_takes_uploads_that_land_once_it_is_ba
         httpx.Client(base_url=base, headers=headers, timeout=60) as http,
     ):
         down = http.get("/health")
+        scraped = http.get("/metrics")
         imports = Imports(db, http)
         job_id = imports.upload(SMALL)  # 202, or it fails here
         waiting = imports.status(job_id)
@@ -168,6 +169,10 @@ def test_an_api_started_without_the_broker_takes_uploads_that_land_once_it_is_ba
     assert down.status_code == 503
     assert not down.json()["checks"]["rabbitmq"]["ok"], down.json()
     assert down.json()["checks"]["postgresql"]["ok"]
+    # The scrape still answers, with the database's figures, and says the broker is away.
+    assert scraped.status_code == 200
+    assert "\ncsv_import_broker_up 0\n" in scraped.text
+    assert 'csv_import_jobs{status="' in scraped.text
     assert waiting == "queued"
     assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", SMALL, 0)
     assert up.status_code == 200
