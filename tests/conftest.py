@@ -63,6 +63,11 @@ from server.messaging import topology  # noqa: E402
 from server.settings import get_settings  # noqa: E402
 
 
+def stored_files() -> set[Path]:
+    """What the API holds in its upload directory: a refused upload must leave nothing."""
+    return set(Path(ENV["UPLOAD_DIR"]).glob("*"))
+
+
 @pytest.fixture(scope="session")
 def log_dir() -> Path:
     path = ARTIFACTS / "logs"

@@ -12,7 +12,6 @@ import subprocess
 import zipfile
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 
 from server.api.errors import ApiError
 from server.api.unpack import Unpacker, UnpackLimits
-from tests.conftest import ENV, MakeTable
+from tests.conftest import MakeTable, stored_files
 from tests.harness import Database, Process
 from tests.support import (
     CUSTOMER_COLUMNS,
@@ -39,10 +38,6 @@ PACKERS: dict[str, Callable[[bytes], bytes]] = {
     # `cat a.gz b.gz`: a file of two gzip members, as gzip itself reads it.
     "gzip, two members": lambda data: gzip.compress(data[:100_000]) + gzip.compress(data[100_000:]),
 }
-
-
-def stored_files() -> set[Path]:
-    return set(Path(ENV["UPLOAD_DIR"]).glob("*"))
 
 
 @pytest.mark.parametrize("packer", sorted(PACKERS))

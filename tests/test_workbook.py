@@ -14,7 +14,6 @@ import random
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,7 +27,7 @@ from odf.text import P
 
 from server.api.books import IN_MEMORY_LIMIT
 from server.api.workbook import cell_text, sheet_to_csv
-from tests.conftest import ENV, MakeTable
+from tests.conftest import MakeTable, stored_files
 from tests.harness import Database, Process
 from tests.support import upload, wait_for_job
 
@@ -87,6 +86,14 @@ def by_openpyxl(rows: list[Row]) -> bytes:
     return out.getvalue()
 
 
+def cells(rows: list[Row]) -> Iterator[tuple[int, int, Any]]:
+    """(row, column, value) of the header and the rows, from 0, empty cells left out."""
+    for number, row in enumerate([HEADER, *rows]):
+        for column, value in enumerate(row):
+            if value is not None:
+                yield number, column, value
+
+
 def by_xlsxwriter(rows: list[Row]) -> bytes:
     out = io.BytesIO()
     book = xlsxwriter.Workbook(out, {"in_memory": True})
@@ -95,13 +102,11 @@ def by_xlsxwriter(rows: list[Row]) -> bytes:
         datetime: book.add_format({"num_format": "dd/mm/yyyy hh:mm:ss"}),
         date: book.add_format({"num_format": "dd.mm.yyyy"}),
     }
-    sheet.write_row(0, 0, HEADER)
-    for number, row in enumerate(rows, start=1):
-        for column, value in enumerate(row):
-            if isinstance(value, date):
-                sheet.write_datetime(number, column, value, formats[type(value)])
-            elif value is not None:
-                sheet.write(number, column, value)
+    for number, column, value in cells(rows):
+        if isinstance(value, date):
+            sheet.write_datetime(number, column, value, formats[type(value)])
+        else:
+            sheet.write(number, column, value)
     book.close()
     return out.getvalue()
 
@@ -114,14 +119,11 @@ def by_xlwt(rows: list[Row]) -> bytes:
         datetime: xlwt.easyxf(num_format_str="DD/MM/YYYY HH:MM:SS"),
         date: xlwt.easyxf(num_format_str="DD.MM.YYYY"),
     }
-    for column, name in enumerate(HEADER):
-        sheet.write(0, column, name)
-    for number, row in enumerate(rows, start=1):
-        for column, value in enumerate(row):
-            if isinstance(value, date):
-                sheet.write(number, column, value, styles[type(value)])
-            elif value is not None:
-                sheet.write(number, column, value)
+    for number, column, value in cells(rows):
+        if isinstance(value, date):
+            sheet.write(number, column, value, styles[type(value)])
+        else:
+            sheet.write(number, column, value)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -162,10 +164,6 @@ WRITERS: dict[str, tuple[Callable[[list[Row]], bytes], int]] = {
     "xlwt (xls)": (by_xlwt, 5_000),
     "odfpy (ods)": (by_odfpy, 5_000),
 }
-
-
-def stored_files() -> set[Path]:
-    return set(Path(ENV["UPLOAD_DIR"]).glob("*"))
 
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))

@@ -104,7 +104,7 @@ def _write(rows: Iterator[Sequence[Cell]], out: io.TextIOWrapper, result: SheetC
             continue
         writer.writerow(fields)
         result.rows += 1
-        line += 1 + sum(_breaks(value) for value in fields)
+        line += 1 + sum(value.count("\n") for value in fields)  # the reader splits on LF
     out.flush()
     out.detach()
 
@@ -112,11 +112,6 @@ def _write(rows: Iterator[Sequence[Cell]], out: io.TextIOWrapper, result: SheetC
 def _shift(result: SheetCsv) -> int:
     line, row = result.shifts[-1]
     return row - line
-
-
-def _breaks(value: str) -> int:
-    """How many more lines the value takes in the CSV (the reader splits on LF)."""
-    return value.count("\n")
 
 
 def _span(cells: Sequence[Cell]) -> tuple[int, int] | None:
