@@ -157,13 +157,17 @@ def local_reader(column: Column, formats: Formats) -> Callable[[str], str | None
 # Detection ----------------------------------------------------------------------------
 
 
+def _open(column: Column | None, given: Formats) -> bool:
+    """Whether the column holds numbers or dates whose format the upload did not give."""
+    return column is not None and (
+        (column.type in _NUMBER_TYPES and given.decimal is None)
+        or (column.type in DATE_TYPES and given.date_format is None)
+    )
+
+
 def undecided(columns: Sequence[Column | None], given: Formats) -> bool:
     """Whether the file has numbers or dates whose format the upload did not give."""
-    kinds = {column.type for column in columns if column is not None}
-    return bool(
-        (given.decimal is None and not kinds.isdisjoint(_NUMBER_TYPES))
-        or (given.date_format is None and not kinds.isdisjoint(DATE_TYPES))
-    )
+    return any(_open(column, given) for column in columns)
 
 
 def detect_formats(
@@ -178,11 +182,7 @@ def detect_formats(
     wanted = [
         (index, column.type)
         for index, column in enumerate(columns)
-        if column is not None
-        and (
-            (column.type in _NUMBER_TYPES and given.decimal is None)
-            or (column.type in DATE_TYPES and given.date_format is None)
-        )
+        if column is not None and _open(column, given)
     ]
     sample = list(rows)[: SAMPLE_VALUES // max(len(wanted), 1) or 1]
     numbers: list[tuple[int, str, bool]] = []
