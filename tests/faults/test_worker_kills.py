@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 import signal
 import time
@@ -14,14 +15,16 @@ from server.jobs.status import FINISHED
 from server.loading.segment import session_name
 from tests.conftest import MakeTable, StartWorker
 from tests.faults.figures import NO_KEY_DDL, Figures
-from tests.faults.watch import handed_on, paused_segments
+from tests.faults.watch import handed_on, paused_segments, rows_loaded
 from tests.harness import Database, wait_until
 from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows, upload, wait_for_job
 
 pytestmark = pytest.mark.faults
 
 KILLS = 12
-ROWS = 270_000  # within the tests' MAX_UPLOAD_BYTES (20 MiB)
+# Twelve kills must land before the end, and a worker has been seen to load 25,000 rows
+# between two of them: the file is sent gzipped (10 MB) to fit the tests' MAX_UPLOAD_BYTES.
+ROWS = 600_000
 # Many small commits and short segments: a kill lands between commits, inside a batch's
 # COPY, inside a checkpoint, inside a continuation's publish, or inside the final publish.
 # Many short segments, staged from the first attempt: many checkpoints to land between.
@@ -38,7 +41,7 @@ def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_no
 ) -> None:
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
     target, reference = table(NO_KEY_DDL), db.reference(table(NO_KEY_DDL), content)
-    job_id = upload(client, content, target).json()["id"]
+    job_id = upload(client, gzip.compress(content, 1), target, "data.csv.gz").json()["id"]
 
     for kills in range(KILLS):
         _, before = paused_segments(db, job_id)
@@ -51,7 +54,8 @@ def test_a_worker_killed_a_dozen_times_within_one_import_loses_and_duplicates_no
             "no segment ended",
         )
         assert status not in FINISHED, (
-            f"the import ended after {kills} kills: make the file larger (seed {figures.seed})"
+            f"the import ended after {kills} kills, with {rows_loaded(db, job_id)} rows "
+            f"loaded: make the file larger (seed {figures.seed})"
         )
         time.sleep(rng.uniform(0, 0.6))
         worker.kill(signal.SIGKILL)
