@@ -7,7 +7,7 @@
     python scripts/bench.py --overlap 1000000        # an append whose first 5% are there
     python scripts/bench.py --upsert 1000000 5000000 # upserts, next to psql's own upsert
     python scripts/bench.py --european 1000000       # a German spreadsheet's export of it
-    python scripts/bench.py --packed 1000000         # gzipped, zipped, and as an xlsx sheet
+    python scripts/bench.py --packed 1000000         # gzipped, zstd, zipped, as an xlsx sheet
     python scripts/bench.py --json
 
 Each run times the baseline (`psql \\copy` into an identical table with its primary key)
@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import benchdata
 
+from server.api.unpack import zstd
 from server.run import api_command, express_command, worker_command
 from server.settings import get_settings
 from tests.harness import ROOT, Database, Process, bearer, events, final_event, make_key, rss_mb
@@ -409,11 +410,11 @@ def european(http: httpx.Client, rows: int) -> dict[str, Any]:
     }
 
 
-PACKERS = ("gzip", "zip", "xlsx")
+PACKERS = ("gzip", "zstd", "zip", "xlsx")
 
 
 def packed(http: httpx.Client, running: dict[str, Process], rows: int) -> list[dict[str, Any]]:
-    """The rows plain, gzipped, zipped and as an xlsx sheet, each uploaded and loaded in
+    """The rows plain, gzipped, in zstd, zipped and as an xlsx sheet, each uploaded and loaded in
     turn, next to psql's \\copy of the plain file: the time, the rows a second, and the
     API's peak memory (where the unpacking and the sheet's reading happen)."""
     plain = benchdata.write(WORK / f"rows-{rows}.csv", rows)
@@ -455,6 +456,9 @@ def _packed(plain: Path, kind: str) -> Path:
     partial = path.with_suffix(".part")
     if kind == "gzip":
         with plain.open("rb") as source, gzip.open(partial, "wb", compresslevel=6) as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+    elif kind == "zstd":
+        with plain.open("rb") as source, zstd.open(partial, "wb") as out:
             shutil.copyfileobj(source, out, 1 << 20)
     elif kind == "zip":
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:

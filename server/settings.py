@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     # Tables that may be imported into: `table`, `schema.table`, or `schema.*`.
     import_targets: Annotated[list[str], NoDecode] = ["public.customers"]
     max_upload_bytes: int = Field(default=10 * 1024**3, gt=0)
-    # A compressed upload (gzip, bzip2, xz) is unpacked into storage while it streams, to at
-    # most this many bytes, and to at most this many times its own size (413 beyond).
+    # A compressed upload (gzip, bzip2, xz, zstd) is unpacked into storage while it streams,
+    # to at most this many bytes, and to at most this many times its own size (413 beyond).
     max_uncompressed_bytes: int = Field(default=50 * 1024**3, gt=0)
     max_compression_ratio: float = Field(default=100.0, gt=1)
     # An upload that sends nothing for this long is given up on (408).

@@ -1,4 +1,4 @@
-"""Compressed uploads: gzip, bzip2, xz and zip, known by their first bytes, unpacked into
+"""Compressed uploads: gzip, bzip2, xz, zstd and zip, known by their first bytes, unpacked into
 storage as they stream; compression bombs refused while they stream, leaving nothing."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import lzma
 import shutil
 import subprocess
 import zipfile
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from server.api.errors import ApiError
-from server.api.unpack import Unpacker, UnpackLimits
+from server.api.unpack import Unpacker, UnpackLimits, zstd
 from tests.conftest import MakeTable, stored_files
 from tests.harness import Database, Process
 from tests.support import (
@@ -35,6 +34,8 @@ PACKERS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": gzip.compress,
     "bzip2": bz2.compress,
     "xz": lzma.compress,
+    "zstd": zstd.compress,
+    "zstd, two frames": lambda data: zstd.compress(data[:100_000]) + zstd.compress(data[100_000:]),
     # `cat a.gz b.gz`: a file of two gzip members, as gzip itself reads it.
     "gzip, two members": lambda data: gzip.compress(data[:100_000]) + gzip.compress(data[100_000:]),
 }
@@ -56,24 +57,26 @@ def test_a_compressed_file_lands_the_same_table_as_the_plain_file(
     assert db.fingerprint(packed) == db.fingerprint(plain)
 
 
+def _bomb(packer: Callable[[bytes], bytes]) -> bytes:
+    """256 MiB of one repeated line, packed to a few hundred kilobytes."""
+    line = b"1,a@b.c,x,2024-01-01,1.00,FR,true,\n" * 30_000
+    return packer(line * 256)
+
+
 @pytest.mark.parametrize(
     ("content", "status", "code"),
     [
-        # 256 MiB of one repeated line packs to a few hundred kilobytes.
-        (b"", 413, "compression_ratio"),
-        (gzip.compress(PLAIN)[:-5000], 422, "truncated_archive"),
+        pytest.param(lambda: _bomb(gzip.compress), 413, "compression_ratio", id="gzip bomb"),
+        pytest.param(lambda: _bomb(zstd.compress), 413, "compression_ratio", id="zstd bomb"),
+        pytest.param(lambda: gzip.compress(PLAIN)[:-5000], 422, "truncated_archive", id="cut"),
     ],
 )
 def test_a_bomb_or_a_cut_archive_is_refused_and_leaves_no_file(
-    content: bytes, status: int, code: str, client: httpx.Client, table: MakeTable
+    content: Callable[[], bytes], status: int, code: str, client: httpx.Client, table: MakeTable
 ) -> None:
-    if not content:
-        packer = zlib.compressobj(9, wbits=31)
-        line = b"1,a@b.c,x,2024-01-01,1.00,FR,true,\n" * 30_000
-        content = b"".join(packer.compress(line) for _ in range(256)) + packer.flush()
     before = stored_files()
 
-    response = upload(client, content, table(CUSTOMERS_DDL))
+    response = upload(client, content(), table(CUSTOMERS_DDL))
 
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code

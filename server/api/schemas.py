@@ -89,7 +89,7 @@ class JobView(BaseModel):
         description="how the file writes dates (`DD.MM.YYYY`, …); null for ISO dates"
     )
     compression: str | None = Field(
-        description="what the upload was unpacked from (`gzip`, `bzip2`, `xz`, `zip`)"
+        description="what the upload was unpacked from (`gzip`, `bzip2`, `xz`, `zstd`, `zip`)"
     )
     sheet: str | None = Field(description="the workbook's sheet that was read, for a workbook")
     header: list[str]

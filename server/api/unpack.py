@@ -1,6 +1,6 @@
 """Compressed uploads, unpacked while they stream into storage.
 
-A file compressed with gzip, bzip2 or xz, or alone in a zip, is recognised by its first
+A file compressed with gzip, bzip2, xz or zstd, or alone in a zip, is recognised by its first
 bytes (its magic number), whatever its name, and what lands in storage is the CSV inside
 it: the workers, their checkpoints and the refused rows' byte offsets then know only the
 plain file. A workbook (xlsx, ods, xls) is stored as it came. A compression bomb is
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ from typing import BinaryIO, Protocol
 
 from server.api.errors import BODY_LEFT_UNREAD, ApiError
 from server.api.unzip import ZIP_MAGIC, ZipStream
+
+if sys.version_info >= (3, 14):
+    from compression import zstd as zstd
+else:  # the same module, as published for older Pythons
+    from backports import zstd as zstd
 
 # Below this many unpacked bytes no ratio is too high: a small, very regular file is not
 # a bomb.
@@ -46,6 +52,8 @@ _FORMATS: dict[str, tuple[bytes, Callable[[], _Decompressor]]] = {
     "gzip": (b"\x1f\x8b", lambda: zlib.decompressobj(wbits=31)),
     "bzip2": (b"BZh", bz2.BZ2Decompressor),
     "xz": (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
+    # One frame at a time, as gzip members; zstd's own limit on a frame's window bounds memory.
+    "zstd": (b"\x28\xb5\x2f\xfd", zstd.ZstdDecompressor),
 }
 _ZLIB_STREAM = type(zlib.decompressobj())
 # An Excel 97-2003 workbook (.xls): an OLE2 compound file. It is stored as it is.
