@@ -399,6 +399,28 @@ def test_a_local_export_loads_every_row_exactly_with_no_field_given(
         assert job["rows_careful"] == 0
 
 
+def test_a_local_export_lands_the_same_rows_staged_as_in_one_transaction(
+    client: httpx.Client, worker: Process, table: MakeTable, db: Database
+) -> None:
+    """Numbers in the file's own way reach the target by two roads: through a temporary
+    table that each batch passes (an append, in one transaction), or through the staging
+    table's generated columns (an upsert, as for big files and retries)."""
+    rows, values = export_rows(3000, "de_DE", "DD.MM.YYYY")
+    content = export_file(rows)
+    at_once, staged = table(EXPORT), table(EXPORT)
+
+    jobs = [
+        wait_for_job(client, upload(client, content, target, mode=mode).json()["id"])
+        for target, mode in ((at_once, "append"), (staged, "upsert"))
+    ]
+
+    assert [(job["status"], job["rows_loaded"], job["rows_careful"]) for job in jobs] == [
+        ("completed", 3000, 0)
+    ] * 2
+    assert db.rows(f"SELECT * FROM {at_once} ORDER BY id") == values
+    assert db.rows(f"SELECT * FROM {staged} ORDER BY id") == values
+
+
 def test_values_not_in_the_files_format_are_refused_on_their_line(
     client: httpx.Client, worker: Process, table: MakeTable, db: Database
 ) -> None:

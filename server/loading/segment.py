@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import BinaryIO
 
@@ -269,14 +269,24 @@ class _Runner:
             and job.segments == 1
             and None not in names
             and job.bytes_total <= self.settings.one_transaction_max_bytes
-            # Numbers in the file's own way take the fast path into a staging table only.
-            and job.options.decimal is None
         )
 
     def _load_at_once(self, job: Job, target: Target, names: list[str | None]) -> Outcome:
         log.info("job %s: loading straight into the target in one transaction", self.job_id)
-        plan = self._stage(job, target, names, staging.target_of(target), positions=False)
+        rewritten = staging.rewritten_numbers(target, names, job.options.formats)
+        plan = self._stage(
+            job, target, names, staging.target_of(target), False, frozenset(rewritten)
+        )
         self.connection.begin()
+        if rewritten:
+            onward = staging.create_runs(
+                raw_cursor(self.connection),
+                target,
+                [name for name in names if name is not None],
+                rewritten,
+                job.options.formats,
+            )
+            plan = replace(plan, runs_onward=onward)
         start = _checkpoint_of(job)
         loader = InOneTransaction(self.connection, plan, start)
         with self.storage.open(job.file_key) as file:

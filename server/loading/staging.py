@@ -156,26 +156,76 @@ def _rewrite_numbers(
     column itself, generated from whichever is set: PostgreSQL drops the thousands
     separators and reads the decimal mark as it stores each row, in C."""
     table = table_of(job_id)
-    cursor.execute(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = %s::regclass AND attname = %s",
-        (table.as_string(cursor), name),
-    )
-    (kind,) = cursor.fetchone()
-    mark, separator = formats.decimal, RUN_THOUSANDS[str(formats.decimal)]
+    kind = _type_of(cursor, table, name)
     cursor.execute(
         sql.SQL(
             "ALTER TABLE {table} RENAME COLUMN {name} TO {careful}; "
             "ALTER TABLE {table} ADD COLUMN {run} text, ADD COLUMN {name} {kind} GENERATED "
-            "ALWAYS AS (COALESCE({careful}, translate({run}, {marks}, '.')::{kind})) STORED"
+            "ALWAYS AS (COALESCE({careful}, {number})) STORED"
         ).format(
             table=table,
             name=sql.Identifier(name),
             careful=sql.Identifier(_careful_column(index)),
             run=sql.Identifier(_run_column(index)),
             kind=sql.SQL(kind),
-            marks=sql.Literal(f"{mark}{separator}"),
+            number=_read_number(sql.Identifier(_run_column(index)), kind, formats),
         )
+    )
+
+
+def _type_of(cursor: Any, table: sql.Composed, name: str) -> str:
+    cursor.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attname = %s",
+        (table.as_string(cursor), name),
+    )
+    kind: str = cursor.fetchone()[0]
+    return kind
+
+
+def _read_number(written: sql.Composable, kind: str, formats: Formats) -> sql.Composed:
+    """PostgreSQL's reading of a number the fast path proved to be in the file's own way:
+    the thousands separators dropped, the decimal mark made a point."""
+    mark, separator = formats.decimal, RUN_THOUSANDS[str(formats.decimal)]
+    return sql.SQL("translate({}, {}, '.')::{}").format(
+        written, sql.Literal(f"{mark}{separator}"), sql.SQL(kind)
+    )
+
+
+# Where the runs of a job loaded in one transaction go first when they hold numbers in the
+# file's own way: a temporary table (local buffers, no WAL), emptied after every batch.
+_RUNS = sql.Identifier("import_runs")
+
+
+def create_runs(
+    cursor: Any,
+    target: Target,
+    columns: Sequence[str],
+    rewritten: Collection[str],
+    formats: Formats,
+) -> sql.Composed:
+    """For a job loaded straight into the target whose numbers are in the file's own way:
+    the temporary table its runs are copied to (those numbers as text), dropped with the
+    transaction; and the statement that moves a batch's runs on into the target, numbers
+    rewritten by PostgreSQL as it reads them."""
+    fields = [
+        sql.SQL("{0}::text AS {0}" if name in rewritten else "{0}").format(sql.Identifier(name))
+        for name in columns
+    ]
+    cursor.execute(
+        sql.SQL(
+            "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
+        ).format(_RUNS, sql.SQL(", ").join(fields), target_of(target))
+    )
+    into = target_of(target)
+    values = [
+        _read_number(sql.Identifier(name), _type_of(cursor, into, name), formats)
+        if name in rewritten
+        else sql.Identifier(name)
+        for name in columns
+    ]
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+        into, column_list(columns), sql.SQL(", ").join(values), _RUNS
     )
 
 
@@ -197,6 +247,9 @@ class Stage:
     converter: RowConverter
     # Number columns whose runs go to COPY in the file's own way (see `_rewrite_numbers`).
     rewritten: frozenset[str] = frozenset()
+    # For a job loaded in one transaction whose runs hold such numbers: the statement that
+    # moves them on from the temporary table they are copied to (see `create_runs`).
+    runs_onward: sql.Composed | None = None
 
     @property
     def loaded(self) -> list[str]:
@@ -207,10 +260,14 @@ class Stage:
         or careful rows."""
         written = _run_column if run else _careful_column
         return [
-            written(index) if name in self.rewritten else name
+            written(index) if self._renamed(name) else name
             for index, name in enumerate(self.columns)
             if name is not None
         ]
+
+    def _renamed(self, name: str | None) -> bool:
+        """Whether this field lands in a staging column of its own, by the way it came."""
+        return name in self.rewritten and self.runs_onward is None
 
     def prepare(self, batch: Batch) -> Batch:
         """The runs' bytes for COPY, made while the batch is read: the copier thread then
@@ -228,7 +285,7 @@ class Stage:
     def copy_columns(self, run: bool) -> sql.Composable:
         if run:
             names = [
-                _run_column(index) if name in self.rewritten else name
+                _run_column(index) if self._renamed(name) else name
                 for index, name in enumerate(file_columns(self.columns))
             ]
         else:
@@ -289,7 +346,7 @@ def copy_runs(cursor: Any, plan: Stage, batch: Batch, careful: bool) -> int | No
         "COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {}, NULL {}, "
         "FORCE_NULL ({}))"
     ).format(
-        plan.into,
+        plan.into if plan.runs_onward is None else _RUNS,
         plan.copy_columns(run=True),
         sql.Literal(plan.layout.delimiter),
         sql.Literal(encoding_for_copy(plan.layout.encoding)),
@@ -298,17 +355,24 @@ def copy_runs(cursor: Any, plan: Stage, batch: Batch, careful: bool) -> int | No
     )
     data = io.BytesIO(batch.run_data or b"".join(map(plan.copy_data, batch.runs)))
     if not careful:
-        cursor.copy_expert(statement, data, size=_COPY_BUFFER)
-        copied: int = cursor.rowcount
-        return copied
+        return _send_runs(cursor, plan, statement, data)
     cursor.execute("SAVEPOINT copy_runs")
     try:
-        cursor.copy_expert(statement, data, size=_COPY_BUFFER)
+        copied = _send_runs(cursor, plan, statement, data)
     except (psycopg2.DataError, psycopg2.IntegrityError):
         cursor.execute("ROLLBACK TO SAVEPOINT copy_runs")
         return None
-    copied = cursor.rowcount
     cursor.execute("RELEASE SAVEPOINT copy_runs")
+    return copied
+
+
+def _send_runs(cursor: Any, plan: Stage, statement: sql.Composed, data: io.BytesIO) -> int:
+    cursor.copy_expert(statement, data, size=_COPY_BUFFER)
+    copied: int = cursor.rowcount
+    if plan.runs_onward is not None:
+        cursor.execute(plan.runs_onward)
+        expect_written("a batch's runs", copied, cursor.rowcount)
+        cursor.execute(sql.SQL("TRUNCATE {}").format(_RUNS))
     return copied
 
 
