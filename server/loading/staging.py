@@ -194,7 +194,8 @@ def _read_number(written: sql.Composable, kind: str, formats: Formats) -> sql.Co
 
 # Where the runs of a job loaded in one transaction go first when they hold numbers in the
 # file's own way: a temporary table (local buffers, no WAL), emptied after every batch.
-_RUNS = sql.Identifier("import_runs")
+# (Named in pg_temp, so that no table of the same name elsewhere on the path is meant.)
+_RUNS = sql.SQL("pg_temp.{}").format(sql.Identifier("import_runs"))
 
 
 def create_runs(
