@@ -213,12 +213,12 @@ def create_runs(
         sql.SQL("{0}::text AS {0}" if name in rewritten else "{0}").format(sql.Identifier(name))
         for name in columns
     ]
+    into = target_of(target)
     cursor.execute(
         sql.SQL(
             "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
-        ).format(_RUNS, sql.SQL(", ").join(fields), target_of(target))
+        ).format(_RUNS, sql.SQL(", ").join(fields), into)
     )
-    into = target_of(target)
     values = [
         _read_number(sql.Identifier(name), _type_of(cursor, into, name), formats)
         if name in rewritten
