@@ -1,5 +1,6 @@
-# Two commands matter: `make run` and `make test`. Both work on a fresh clone against the
-# PostgreSQL, Redis and RabbitMQ on localhost (see README for the settings).
+# Two commands matter: `make run` and `make test`. `make run` uses the PostgreSQL, Redis and
+# RabbitMQ at their URLs, and starts the ones that do not answer (see README, "Run it");
+# `make stop` stops what it started.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: run api worker setup test test-fast check format install browser clean
+.PHONY: run stop api worker setup test test-fast check format install browser clean
 
 $(RUNTIME): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -29,6 +30,9 @@ setup: $(RUNTIME)
 
 run: setup
 	$(BIN)/python -m server.run
+
+stop: $(RUNTIME)
+	$(BIN)/python -m server.services stop
 
 api: setup
 	$(BIN)/python -m server.run api

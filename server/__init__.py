@@ -22,6 +22,7 @@ The flow, and where each step lives:
 
 Around the flow: settings.py (one settings object), db.py (engines, the table metadata),
 run.py (every process's command line), setup.py (database, migrations, broker, first key),
+services/ (the PostgreSQL, Redis and RabbitMQ that `make run` starts when they do not answer),
 client.py (the terminal client), demo/ (the demo table and file), web/ (the page),
 migrations/ (Alembic), crash.py (a test seam that lets the fault tests crash a process).
 """

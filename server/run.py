@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,6 +82,8 @@ COMMANDS: dict[str, Callable[[Settings], list[str]]] = {
 def run_all(settings: Settings) -> int:
     children = [subprocess.Popen(command(settings)) for command in COMMANDS.values()]
     print(welcome(settings), flush=True)
+    # A stop from outside (a supervisor, a test) ends the children as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -104,19 +107,37 @@ def welcome(settings: Settings) -> str:
         f'  from a shell: curl -H "Authorization: Bearer $(cat {key_file})" '
         f"-F file=@server/demo/customers.csv -F target=customers {settings.base_url}"
         f"/imports\n"
-        f"  RabbitMQ:    http://127.0.0.1:15672/ (guest/guest)\n"
+        f"  RabbitMQ:    {settings.management_url}\n"
+        f"  stop:        Ctrl-C, then `make stop` for the services `make run` started\n"
     )
 
 
 def main(argv: Sequence[str] = ()) -> int:
     settings = get_settings()
     which = argv[0] if argv else "all"
-    if which == "all":
-        return run_all(settings)
-    if which not in COMMANDS:
+    if which not in ("all", *COMMANDS):
         print(f"usage: python -m server.run [{'|'.join(['all', *COMMANDS])}]", file=sys.stderr)
         return 2
+    if which in ("all", "api") and (taken := port_taken(settings)):
+        print(taken, file=sys.stderr)
+        return 1
+    if which == "all":
+        return run_all(settings)
     return become(COMMANDS[which](settings))
+
+
+def port_taken(settings: Settings) -> str:
+    """Said before anything starts, not as a stack trace from the API's process."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.api_host, settings.api_port))
+        except OSError as error:
+            return (
+                f"error: the API's address {settings.api_host}:{settings.api_port} is taken "
+                f"({error.strerror}): stop what uses it, or set API_PORT"
+            )
+    return ""
 
 
 def become(command: list[str]) -> NoReturn:

@@ -6,6 +6,7 @@ from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,9 +20,17 @@ MIN_SECRET_LENGTH = 32
 # Where a test may make a process kill itself (see server/crash.py).
 CrashPoint = Literal["after_commit"]
 
+# Where `make run` keeps the servers it starts itself, and the URLs of the ones it started
+# from docker-compose.yml (read after `.env`; the environment still wins over both).
+SERVICES_DIR = Path("var/services")
+SERVICE_URLS_FILE = SERVICES_DIR / "urls.env"
+# RabbitMQ's management UI listens on its AMQP port + this (its default pairing: 15672 beside
+# 5672), and so does the project's own broker.
+MANAGEMENT_PORT_OFFSET = 10_000
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=(".env", SERVICE_URLS_FILE), extra="ignore")
 
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/csv_import"
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
@@ -30,6 +39,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = ""
+    # What `make run` does about a service that does not answer at its URL on this machine:
+    # `auto` starts it from docker-compose.yml when a Docker engine runs, else as a server of
+    # the project's own under var/services/; `docker` or `local` only that way; `never`
+    # says how to start it instead (as production always does).
+    start_services: Literal["auto", "docker", "local", "never"] = "auto"
 
     # In `production` the API refuses to start without a secret key, and setup never
     # creates a first API key by itself.
@@ -148,6 +162,13 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def management_url(self) -> str:
+        """RabbitMQ's management UI, beside the broker."""
+        parts = urlsplit(self.broker_url)
+        port = (parts.port or 5672) + MANAGEMENT_PORT_OFFSET
+        return f"http://{parts.hostname or '127.0.0.1'}:{port}/"
 
 
 @lru_cache

@@ -1,6 +1,7 @@
-"""Prepare what the service needs: reachable services, the database, migrations, the
-broker's topology and its management UI, and, on a fresh local install, the signing secret
-and a first API key. Says what is missing instead of a stack trace.
+"""Prepare what the service needs: its services (started when they do not answer), the
+database, migrations, the broker's topology and its management UI, and, on a fresh local
+install, the signing secret and a first API key. Says what is missing instead of a stack
+trace.
 
     python -m server.setup
 """
@@ -27,18 +28,21 @@ from server.jobs.migrate import upgrade
 from server.keys.keys import any_key, create_key
 from server.keys.secret import UnsafeSecret, signing_secret, write_private
 from server.messaging import topology
+from server.services import CannotStart
+from server.services.bring_up import bring_up
 from server.settings import Settings, get_settings
 
 FIRST_TENANT = "default"
 
 HOW_TO_START = {
-    "PostgreSQL": "start it (e.g. `pg_ctlcluster 15 main start` or `docker compose up -d "
-    "postgres`) or set DATABASE_URL",
-    "Redis": "start it (e.g. `redis-server --daemonize yes` or `docker compose up -d redis`) "
-    "or set REDIS_URL",
-    "RabbitMQ": "start it (e.g. `rabbitmq-server -detached` or `docker compose up -d "
-    "rabbitmq`) or set BROKER_URL",
+    "PostgreSQL": "is something else on that port? Set DATABASE_URL",
+    "Redis": "is something else on that port? Set REDIS_URL",
+    "RabbitMQ": "check the user, password and virtual host in BROKER_URL",
 }
+POSTGRES_WANTS_CREDENTIALS = (
+    "PostgreSQL at {where} asks for a password: put it in DATABASE_URL (in .env or the "
+    "environment), as postgresql+psycopg2://USER:PASSWORD@{where}/{database}"
+)
 
 
 class Unreachable(RuntimeError):
@@ -58,7 +62,12 @@ def ensure_database(settings: Settings) -> None:
     try:
         server = psycopg2.connect(dbname="postgres", **params)
     except psycopg2.OperationalError as error:
-        raise Unreachable("PostgreSQL", f"{url.host}:{url.port}", error) from None
+        where = f"{params['host']}:{params['port']}"
+        if "password" in str(error) and not url.password:
+            raise CannotStart(
+                POSTGRES_WANTS_CREDENTIALS.format(where=where, database=url.database)
+            ) from None
+        raise Unreachable("PostgreSQL", where, error) from None
     server.autocommit = True
     with server.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
@@ -75,8 +84,10 @@ def check_redis(settings: Settings) -> None:
         raise Unreachable("Redis", settings.redis_url, error) from None
 
 
-def prepare_broker(settings: Settings) -> None:
-    ensure_vhost(settings)
+def prepare_broker(settings: Settings, own: bool) -> None:
+    """The project's own broker got its user and virtual host when it was brought up."""
+    if not own:
+        ensure_vhost(settings)
     try:
         with Connection(settings.broker_url, connect_timeout=5) as connection:
             connection.ensure_connection(max_retries=1)
@@ -103,10 +114,11 @@ def ensure_vhost(settings: Settings) -> None:
         )
 
 
-def enable_management(management_url: str = "http://127.0.0.1:15672/") -> str:
+def enable_management(settings: Settings) -> str:
     """The management UI, on a local broker that does not have it on yet."""
+    management_url = settings.management_url
     try:
-        urllib.request.urlopen(management_url, timeout=2).close()  # noqa: S310 - fixed URL
+        urllib.request.urlopen(management_url, timeout=2).close()  # noqa: S310 - our broker
     except (urllib.error.URLError, OSError):
         if not shutil.which("rabbitmq-plugins"):
             return "management UI not reachable (enable the rabbitmq_management plugin)"
@@ -115,17 +127,19 @@ def enable_management(management_url: str = "http://127.0.0.1:15672/") -> str:
             check=False,
             capture_output=True,
         )
-    return f"management UI: {management_url} (guest/guest)"
+    user = Connection(settings.broker_url).userid or "guest"
+    return f"management UI: {management_url} (log in as {user})"
 
 
 def main() -> int:
     settings = get_settings()
     try:
         signing_secret(settings)
+        settings, own_broker = bring_services_up(settings)
         ensure_database(settings)
         check_redis(settings)
-        prepare_broker(settings)
-    except UnsafeSecret as error:
+        prepare_broker(settings, own_broker)
+    except (UnsafeSecret, CannotStart) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except Unreachable as error:
@@ -137,11 +151,22 @@ def main() -> int:
         return 1
     upgrade(settings.database_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
-    print("database migrated, broker topology declared;", enable_management())
+    print("database migrated, broker topology declared;", enable_management(settings))
     if settings.environment == "local":
         print(demo_table(settings))
     print(first_key(settings))
     return 0
+
+
+def bring_services_up(settings: Settings) -> tuple[Settings, bool]:
+    """Each service used where it answers, or started (see server/services/); the settings
+    read again when compose's services brought URLs of their own."""
+    report = bring_up(settings)
+    print("\n".join(report.lines))
+    if report.urls:
+        get_settings.cache_clear()
+        settings = get_settings()
+    return settings, "rabbitmq" in report.ours
 
 
 def demo_table(settings: Settings) -> str:

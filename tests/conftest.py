@@ -44,6 +44,8 @@ ENV = {
     "SECRET_KEY": secrets.token_urlsafe(32),
     # Setup writes a first key here; never over the key of a developer's own install.
     "API_KEY_FILE": str(ARTIFACTS / "api-key"),
+    # The tests use the services that run; they never start their own by surprise.
+    "START_SERVICES": "never",
 }
 # Property tests: a quick run by default, many more examples with --hypothesis-profile=long.
 settings.register_profile(

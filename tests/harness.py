@@ -57,14 +57,19 @@ class Process:
     """A child process in its own process group, with its output in a log file."""
 
     def __init__(
-        self, name: str, command: list[str], env: Mapping[str, str], log_dir: Path
+        self,
+        name: str,
+        command: list[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        cwd: Path = ROOT,
     ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env=dict(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from server.services.rabbitmq import script as rabbitmq_script
 from tests.conftest import ARTIFACTS
 from tests.faults.figures import Figures
-from tests.faults.services import PrivateRabbit, PrivateRedis, rabbitmq_script
+from tests.faults.services import PrivateRabbit, PrivateRedis
 
 _FIGURES = Figures(seed=int(os.environ.get("FAULT_SEED") or secrets.randbelow(10**6)))
 

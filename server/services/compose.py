@@ -1,0 +1,51 @@
+"""PostgreSQL, Redis and RabbitMQ from docker-compose.yml, when a Docker engine runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from server.services import CannotStart
+
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+# What docker-compose.yml's services publish, with the users and passwords they are made
+# with: the URLs that reach them from this machine.
+URLS = {
+    "postgres": "postgresql+psycopg2://postgres:postgres@127.0.0.1:5432/csv_import",
+    "redis": "redis://127.0.0.1:6379/0",
+    "rabbitmq": "amqp://csvimport:csvimport@127.0.0.1:5672//",
+}
+PORTS = {"postgres": 5432, "redis": 6379, "rabbitmq": 5672}
+
+
+def engine_running() -> bool:
+    """The docker client alone is not enough: its engine must answer."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            check=False,
+            timeout=15,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def compose(*args: str, timeout: float = 600) -> None:
+    command = ["docker", "compose", "-f", str(COMPOSE_FILE), *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+    if done.returncode:
+        raise CannotStart(f"`{' '.join(command[:2] + command[4:])}` failed: {done.stderr.strip()}")
+
+
+def up(services: list[str]) -> None:
+    """Started and healthy (compose waits for each service's health check)."""
+    compose("up", "-d", "--wait", *services)
+
+
+def stop(services: list[str]) -> None:
+    compose("stop", *services, timeout=120)
