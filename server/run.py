@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from server.messaging.topology import EXPRESS_QUEUE
-from server.settings import Settings, get_settings
+from server.settings import RUN_PID_FILE, Settings, get_settings
 
 
 def api_command(host: str, port: int, *extra: str) -> list[str]:
@@ -82,13 +82,17 @@ COMMANDS: dict[str, Callable[[Settings], list[str]]] = {
 def run_all(settings: Settings) -> int:
     children = [subprocess.Popen(command(settings)) for command in COMMANDS.values()]
     print(welcome(settings), flush=True)
-    # A stop from outside (a supervisor, a test) ends the children as Ctrl-C does.
+    # A stop from outside (`make stop`, a supervisor, a test) ends the children as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    RUN_PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RUN_PID_FILE.write_text(f"{os.getpid()}\n")
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    finally:
+        RUN_PID_FILE.unlink(missing_ok=True)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -24,6 +24,8 @@ CrashPoint = Literal["after_commit"]
 # from docker-compose.yml (read after `.env`; the environment still wins over both).
 SERVICES_DIR = Path("var/services")
 SERVICE_URLS_FILE = SERVICES_DIR / "urls.env"
+# `python -m server.run` (all processes) while it runs: `make stop` ends it first.
+RUN_PID_FILE = Path("var/run.pid")
 # RabbitMQ's management UI listens on its AMQP port + this (its default pairing: 15672 beside
 # 5672), and so does the project's own broker.
 MANAGEMENT_PORT_OFFSET = 10_000

@@ -37,7 +37,7 @@ FIRST_TENANT = "default"
 HOW_TO_START = {
     "PostgreSQL": "is something else on that port? Set DATABASE_URL",
     "Redis": "is something else on that port? Set REDIS_URL",
-    "RabbitMQ": "check the user, password and virtual host in BROKER_URL",
+    "RabbitMQ": "is that RabbitMQ? Check the user, password and virtual host in BROKER_URL",
 }
 POSTGRES_WANTS_CREDENTIALS = (
     "PostgreSQL at {where} asks for a password: put it in DATABASE_URL (in .env or the "

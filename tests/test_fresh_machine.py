@@ -8,6 +8,7 @@ The URLs point at free ports, and the whole `var/` is a temporary directory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -113,22 +115,28 @@ def machine() -> Iterator[FreshMachine]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def import_through_the_api(machine: FreshMachine, content: bytes) -> dict[str, object]:
+@contextlib.contextmanager
+def make_run(machine: FreshMachine) -> Iterator[Process]:
+    """`python -m server.run` as `make run` starts it: the API and both workers."""
     service = Process(
         "run", [sys.executable, "-m", "server.run"], machine.env, machine.home, cwd=machine.home
     )
     try:
         service.wait_for_log("Application startup complete")
         wait_until(lambda: service.log().count("ready.") == 2, 60, "the workers did not start")
-        key = (machine.home / "var" / "api-key").read_text().strip()
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{machine.env['API_PORT']}", headers=bearer(key), timeout=60
-        ) as client:
-            response = upload(client, content, "customers")
-            assert response.status_code == 202, response.text
-            return wait_for_job(client, response.json()["id"])
+        yield service
     finally:
         service.stop(grace=60)
+
+
+def import_through_the_api(machine: FreshMachine, content: bytes) -> dict[str, Any]:
+    key = (machine.home / "var" / "api-key").read_text().strip()
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{machine.env['API_PORT']}", headers=bearer(key), timeout=60
+    ) as client:
+        response = upload(client, content, "customers")
+        assert response.status_code == 202, response.text
+        return wait_for_job(client, response.json()["id"])
 
 
 def mentions(path: Path) -> list[str]:
@@ -157,27 +165,30 @@ def test_a_fresh_machine_gets_its_own_services_and_make_stop_leaves_nothing_runn
         assert f"{name}: using the project's own" in again, again
 
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(ROWS))
-    job = import_through_the_api(machine, content)
-    assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", ROWS, 0)
-    database = Database(machine.env["DATABASE_URL"])
-    database.execute("CREATE TABLE reference (LIKE customers)")
-    assert database.checksum("customers") == database.checksum(
-        database.reference("reference", content)
-    )
+    with make_run(machine) as service:
+        job = import_through_the_api(machine, content)
+        assert (job["status"], job["rows_loaded"], job["rows_refused"]) == ("completed", ROWS, 0)
+        database = Database(machine.env["DATABASE_URL"])
+        database.execute("CREATE TABLE reference (LIKE customers)")
+        reference = database.checksum(database.reference("reference", content))
+        assert database.checksum("customers") == reference
 
-    # A PostgreSQL that asks for a password: setup says where the password goes.
-    database.execute("CREATE ROLE guarded LOGIN PASSWORD 'not-in-the-url'")
-    rules = machine.services / "postgresql" / "data" / "pg_hba.conf"
-    rules.write_text(f"host all guarded 127.0.0.1/32 scram-sha-256\n{rules.read_text()}")
-    database.execute("SELECT pg_reload_conf()")
-    guarded = machine.env["DATABASE_URL"].replace("//postgres@", "//guarded@")
-    asked = machine.run("server.setup", fails=True, DATABASE_URL=guarded)
-    assert "asks for a password: put it in DATABASE_URL" in asked, asked
-    assert "postgresql+psycopg2://USER:PASSWORD@127.0.0.1:" in asked
+        # A PostgreSQL that asks for a password: setup says where the password goes.
+        database.execute("CREATE ROLE guarded LOGIN PASSWORD 'not-in-the-url'")
+        rules = machine.services / "postgresql" / "data" / "pg_hba.conf"
+        rules.write_text(f"host all guarded 127.0.0.1/32 scram-sha-256\n{rules.read_text()}")
+        database.execute("SELECT pg_reload_conf()")
+        guarded = machine.env["DATABASE_URL"].replace("//postgres@", "//guarded@")
+        asked = machine.run("server.setup", fails=True, DATABASE_URL=guarded)
+        assert "asks for a password: put it in DATABASE_URL" in asked, asked
+        assert "postgresql+psycopg2://USER:PASSWORD@127.0.0.1:" in asked
 
-    pids = machine.server_pids()
-    stopped = machine.run("server.services", "stop")
-    assert stopped.count("stopped the project's own") == 3, stopped
+        # `make stop` while it runs: the API and the workers end, then the servers.
+        pids = [*machine.server_pids(), *service.pids()]
+        stopped = machine.run("server.services", "stop")
+        assert "the API and the workers: stopped" in stopped, stopped
+        assert stopped.count("stopped the project's own") == 3, stopped
+        assert service.popen.poll() is not None
     assert not any(endpoint.listening() for endpoint in machine.endpoints)
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     assert mentions(machine.home) == []
@@ -186,7 +197,7 @@ def test_a_fresh_machine_gets_its_own_services_and_make_stop_leaves_nothing_runn
     said = machine.run("server.setup")
     assert said.count("started the project's own") == 3, said
     assert "initialised now" not in said
-    assert database.checksum("customers") == database.checksum("reference")
+    assert database.checksum("customers") == reference
 
 
 # --- what `make run` checks and says, without starting anything ---------------------------

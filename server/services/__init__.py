@@ -14,6 +14,19 @@ python -m server.services up | stop | status
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    """Whether `check` came true within `seconds`."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
 
 class CannotStart(RuntimeError):
     """What stops a service from starting, in words a user can act on."""

@@ -9,6 +9,8 @@ project-local server under var/services/, on the URL's own port.
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -16,12 +18,15 @@ from typing import Protocol
 from kombu import Connection
 from sqlalchemy.engine import make_url
 
-from server.services import CannotStart, compose, packages
+from server.services import CannotStart, compose, packages, wait_for
 from server.services.endpoints import Endpoint
 from server.services.postgresql import LocalPostgres
 from server.services.rabbitmq import LocalRabbit, forget_port_mapper
 from server.services.redis_server import LocalRedis
-from server.settings import SERVICE_URLS_FILE, SERVICES_DIR, Settings
+from server.settings import RUN_PID_FILE, SERVICE_URLS_FILE, SERVICES_DIR, Settings
+
+# Workers finish the task they hold first (run.py waits up to 30 s for each child).
+PROCESSES_STOP_SECONDS = 100
 
 
 class LocalServer(Protocol):
@@ -155,6 +160,18 @@ def grant_broker_user(settings: Settings, base: Path) -> None:
     )
 
 
+def stop_processes() -> list[str]:
+    """`make run`'s API and workers, ended as Ctrl-C ends them (they finish their tasks)."""
+    try:
+        pid = int(RUN_PID_FILE.read_text())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return []
+    if not wait_for(lambda: not RUN_PID_FILE.exists(), PROCESSES_STOP_SECONDS):
+        raise CannotStart(f"`make run` (pid {pid}) did not stop within {PROCESSES_STOP_SECONDS} s")
+    return ["the API and the workers: stopped"]
+
+
 # Which of compose's services `make run` started, for `make stop`.
 COMPOSE_RECORD = "compose-services"
 
@@ -172,8 +189,10 @@ def write_urls(urls: dict[str, str]) -> None:
 
 
 def stop_all(settings: Settings, base: Path = SERVICES_DIR) -> list[str]:
-    """Stop what `make run` started: its own servers, and compose's services it started."""
-    lines = [
+    """Stop what `make run` started: the API and workers, its own servers, and compose's
+    services it started."""
+    lines = stop_processes()
+    lines += [
         f"{service.local.name}: stopped the project's own ({service.endpoint})"
         for service in services(settings, base)
         if service.local.stop()

@@ -7,10 +7,9 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from server.services import CannotStart
+from server.services import CannotStart, wait_for
 from server.services.endpoints import Endpoint
 
 
@@ -62,7 +61,7 @@ class LocalRedis:
             text=True,
             check=False,
         )
-        if done.returncode or not self._wait(self.endpoint.listening, 20):
+        if done.returncode or not wait_for(self.endpoint.listening, 20):
             raise CannotStart(f"redis-server did not start (see {self.log})")
         return f"log {self.log} (keeps nothing on disk)"
 
@@ -82,15 +81,6 @@ class LocalRedis:
         if pid is None:
             return False
         os.kill(pid, signal.SIGTERM)
-        if not self._wait(lambda: self.pid() is None, 30):
+        if not wait_for(lambda: self.pid() is None, 30):
             raise CannotStart(f"Redis (pid {pid}) did not stop")
         return True
-
-    @staticmethod
-    def _wait(check: object, seconds: float) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if check():  # type: ignore[operator]
-                return True
-            time.sleep(0.1)
-        return False
