@@ -41,7 +41,8 @@ HOW_TO_START = {
 }
 POSTGRES_WANTS_CREDENTIALS = (
     "PostgreSQL at {where} asks for a password: put it in DATABASE_URL (in .env or the "
-    "environment), as postgresql+psycopg2://USER:PASSWORD@{where}/{database}"
+    "environment), as postgresql+psycopg2://USER:PASSWORD@{where}/{database}; or point "
+    "DATABASE_URL at a free port on 127.0.0.1 and `make run` starts a server of its own there"
 )
 
 

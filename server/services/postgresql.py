@@ -16,7 +16,6 @@ from pathlib import Path
 from server.services import CannotStart
 from server.services.endpoints import Endpoint
 
-PACKAGE = "postgresql"
 # The account PostgreSQL runs as when we are root (it will not run as root itself).
 ROOTLESS_ACCOUNT = "postgres"
 
@@ -36,7 +35,7 @@ def bin_dir() -> Path | None:
 
 class LocalPostgres:
     name = "PostgreSQL"
-    package = PACKAGE
+    package = "postgresql"
 
     def __init__(self, base: Path, endpoint: Endpoint, user: str) -> None:
         self.home = base / "postgresql"
