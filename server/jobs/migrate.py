@@ -1,4 +1,4 @@
-"""Run the Alembic migrations from code (no alembic.ini needed)."""
+"""Run the Alembic migrations from code (`alembic.ini` serves the usual command line)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from alembic import command
 from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# The service's own version table; Alembic's default name is left to the database's owner.
+VERSION_TABLE = "csv_import_version"
+SHARED_VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(database_url: str) -> Config:
