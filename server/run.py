@@ -39,16 +39,18 @@ def api_command(host: str, port: int, *extra: str) -> list[str]:
 
 
 def worker_command(
-    concurrency: int, queues: Sequence[str] = (), name: str | None = None
+    concurrency: int, queues: Sequence[str] = (), name: str | None = None, quiet: bool = False
 ) -> list[str]:
     """A prefork worker (the only pool that enforces time limits), without the broker
-    chatter that would create queues outside the topology."""
+    chatter that would create queues outside the topology. `quiet`: without the banner
+    (with JSON logs, every line of output is a JSON object)."""
     command = [
         sys.executable,
         "-m",
         "celery",
         "-A",
         "server.work.celery_app",
+        *(["--quiet"] if quiet else []),
         "worker",
         "--pool",
         "prefork",
@@ -67,15 +69,17 @@ def worker_command(
     return command
 
 
-def express_command() -> list[str]:
+def express_command(quiet: bool = False) -> list[str]:
     """One process for small new jobs only: they never wait behind big ones."""
-    return worker_command(1, [EXPRESS_QUEUE], "express@%h")
+    return worker_command(1, [EXPRESS_QUEUE], "express@%h", quiet)
 
 
 COMMANDS: dict[str, Callable[[Settings], list[str]]] = {
     "api": lambda settings: api_command(settings.api_host, settings.api_port),
-    "worker": lambda settings: worker_command(settings.worker_concurrency),
-    "express": lambda _: express_command(),
+    "worker": lambda settings: worker_command(
+        settings.worker_concurrency, quiet=settings.log_format == "json"
+    ),
+    "express": lambda settings: express_command(settings.log_format == "json"),
 }
 
 

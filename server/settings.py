@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # the project's own under var/services/; `docker` or `local` only that way; `never`
     # says how to start it instead (as production always does).
     start_services: Literal["auto", "docker", "local", "never"] = "auto"
+    # `json`: one JSON object per log line, with the job id, tenant and request id on every
+    # line about them (for a log collector); `text` reads better in a terminal.
+    log_format: Literal["text", "json"] = "text"
 
     # In `production` the API refuses to start without a secret key, and setup never
     # creates a first API key by itself.

@@ -126,7 +126,8 @@ def start_worker(
 ) -> Process:
     """A worker for all queues, or for some; each named apart, as on separate hosts."""
     name = f"{'-'.join(queues) or 'worker'}-{uuid.uuid4().hex[:6]}@%h"
-    worker = Process("worker", worker_command(concurrency, queues, name), env, log_dir)
+    quiet = env.get("LOG_FORMAT") == "json"  # no banner: every line is JSON
+    worker = Process("worker", worker_command(concurrency, queues, name, quiet), env, log_dir)
     worker.wait_for_log("ready.")
     return worker
 

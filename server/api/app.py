@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
@@ -16,8 +15,10 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from server import logs
 from server.api import errors, imports, metrics, operations, sweeper
 from server.api.deps import Services
+from server.api.requests import RequestIds
 from server.api.schemas import ProgressEvent
 from server.db import api_engine
 from server.jobs import repository
@@ -77,7 +78,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(get_settings())
     app = FastAPI(
         title="CSV import",
         version="0.1.0",
@@ -85,6 +86,7 @@ def create_app() -> FastAPI:
         description="Upload CSV files; their rows land in PostgreSQL exactly once.",
     )
     errors.install(app)
+    app.add_middleware(RequestIds)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     app.include_router(imports.router)
     app.include_router(operations.router)

@@ -17,6 +17,7 @@ from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from server import logs
 from server.api.deps import HubDep, Services, ServicesDep
 from server.api.errors import ApiError, job_not_found
 from server.jobs.model import Job
@@ -52,6 +53,7 @@ def current_tenant(services: ServicesDep, credentials: Credentials) -> Tenant:
             "the API key is unknown or was revoked",
             'Bearer error="invalid_token"',
         )
+    logs.bind(tenant=tenant.name)
     return tenant
 
 

@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Send
 
+from server import logs
 from server.api import upload
 from server.api.accept import DuplicateKey, accept
 from server.api.auth import EventsJobDep, TenantDep, events_token
@@ -112,6 +113,8 @@ async def create_import(
     except BaseException:
         services.storage.delete(key)
         raise
+    logs.bind(job_id=job.id)
+    log.info("job %s: accepted, %s bytes for %s", job.id, job.bytes_total, job.target)
     await run_in_threadpool(publish_now, services, job.id, job.bytes_total)
     return _accepted(job, request, response, services, replayed=False)
 
@@ -301,6 +304,7 @@ def _csv_stream(services: Services, job: Job) -> Iterator[str]:
 
 
 def _job(services: Services, tenant: Tenant, job_id: uuid.UUID) -> Job:
+    logs.bind(job_id=job_id)
     with services.engine.connect() as connection:
         job = repository.tenant_job(connection, tenant.name, job_id)
     if job is None:

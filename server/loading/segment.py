@@ -22,6 +22,7 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy import Connection, Engine, text
 
+from server import logs
 from server.csvfile.columns import BatchConverter
 from server.csvfile.detect import Layout
 from server.csvfile.formats import date_style
@@ -143,6 +144,7 @@ class _Runner:
             log.info("job %s: not queued or running, nothing to do", self.job_id)
             return None
         job, self.segment_id = started
+        logs.bind(tenant=job.tenant)
         log.info(
             "job %s: segment starts at line %s (byte %s)",
             self.job_id,

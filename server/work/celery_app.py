@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import celery.apps.worker
 from celery import Celery
+from celery.signals import setup_logging
 
+from server import logs
 from server.messaging import topology
 from server.settings import get_settings
+
+
+def logging_is_ours(**_: object) -> None:
+    """With a receiver of `setup_logging`, Celery leaves logging as it is."""
 
 
 def make_app() -> Celery:
@@ -48,6 +55,12 @@ def make_app() -> Celery:
         worker_hijack_root_logger=False,
         include=["server.work.tasks"],
     )
+    if settings.log_format == "json":
+        # From the start, before the worker warns of anything: JSON lines like the API's.
+        logs.configure(settings)
+        setup_logging.connect(logging_is_ours, weak=False)
+        # What the worker says from its signal handlers bypasses logging: JSON all the same.
+        celery.apps.worker.safe_say = logs.say  # type: ignore[attr-defined]
     return app
 
 

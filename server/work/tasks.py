@@ -26,6 +26,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from kombu import Connection
 from sqlalchemy import Engine
 
+from server import logs
 from server.db import worker_engine
 from server.loading.segment import Outcome, Segment, describe, fail_job, load_segment
 from server.messaging import topology
@@ -114,6 +115,12 @@ def process() -> _Process:
 
 @app.task(name=TASK_NAME, bind=True)
 def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
+    """One segment of a job; every log line of it names the job (and its tenant)."""
+    with logs.scope(job_id=job_id):
+        return run_segment(self, job_id, retries)
+
+
+def run_segment(task: Task[..., str], job_id: str, retries: int) -> str:
     state = process()
     job = uuid.UUID(job_id)
     reporter = SegmentReporter(state.progress)
@@ -136,7 +143,7 @@ def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
         report_final(state.progress, state.engine, job)
         raise Reject(describe(error), requeue=False) from error
     if outcome is Outcome.PAUSED:
-        hand_on(self.app, job)
+        hand_on(task.app, job)
     elif outcome is Outcome.FINISHED:
         report_final(state.progress, state.engine, job)
     return outcome.value
