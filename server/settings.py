@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     # Jobs committed but never confirmed by the broker are published again by a sweeper.
     publish_sweep_seconds: float = 15.0
     publish_grace_seconds: float = 30.0
+    # Worker processes beat in Redis this often, and show as gone when they miss beats for
+    # `worker_gone_seconds` (GET /workers). A queued or running job that no live worker
+    # holds, without progress for `lost_after_seconds` and with no message waiting in any
+    # queue, lost its message (a purge, a broker that lost its data): the sweeper publishes
+    # it again (at most `max_retries` times). Above the longest retry delay.
+    worker_beat_seconds: float = Field(default=5.0, gt=0)
+    worker_gone_seconds: float = Field(default=20.0, gt=0)
+    lost_after_seconds: float = Field(default=900.0, gt=0)
 
     # Housekeeping: a finished job's file, staged rows and progress keys go after
     # `retention_seconds` (a failed job can be replayed until then); its record and refused

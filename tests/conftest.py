@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 from hypothesis import HealthCheck, settings
 from kombu import Connection
+from sqlalchemy.engine import make_url
 
 from tests import harness
 from tests.harness import ROOT, Database, Process, bearer, free_port, start_api, start_worker
@@ -171,6 +172,16 @@ def workers(broker: Connection, log_dir: Path) -> Iterator[StartWorker]:
 @pytest.fixture
 def worker(workers: StartWorker) -> Process:
     return workers()
+
+
+@pytest.fixture
+def fresh_database(prepared: None) -> Iterator[str]:
+    """A database of its own, dropped after the test."""
+    name = f"csv_import_fresh_{uuid.uuid4().hex[:8]}"
+    server = Database(ENV["DATABASE_URL"])
+    server.execute(f"CREATE DATABASE {name}")
+    yield make_url(ENV["DATABASE_URL"]).set(database=name).render_as_string(hide_password=False)
+    server.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 MakeTable = Callable[..., str]

@@ -212,12 +212,13 @@ def make_key(
     tenant: str,
     targets: Sequence[str] | None = None,
     name: str = "made by a test",
+    operator: bool = False,
 ) -> str:
     """A new API key, made by the same code as the operator's command."""
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            return create_key(connection, tenant, name, targets)[1]
+            return create_key(connection, tenant, name, targets, operator)[1]
     finally:
         engine.dispose()
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 from server.db import metadata
 from server.jobs import tables as job_tables  # noqa: F401 - the tables join the metadata
@@ -37,45 +33,35 @@ def test_migrated_schema_matches_the_table_definitions(prepared: None) -> None:
     assert differences == []
 
 
-@pytest.fixture
-def empty_database(prepared: None) -> Iterator[str]:
-    """A database of its own, dropped after the test."""
-    name = f"csv_import_migrations_{uuid.uuid4().hex[:8]}"
-    server = Database(ENV["DATABASE_URL"])
-    server.execute(f"CREATE DATABASE {name}")
-    yield make_url(ENV["DATABASE_URL"]).set(database=name).render_as_string(hide_password=False)
-    server.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-def test_a_users_own_alembic_version_table_is_left_alone(empty_database: str) -> None:
-    theirs = Database(empty_database)
+def test_a_users_own_alembic_version_table_is_left_alone(fresh_database: str) -> None:
+    theirs = Database(fresh_database)
     theirs.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
     theirs.execute("INSERT INTO alembic_version VALUES ('their0042')")
-    upgrade(empty_database)
+    upgrade(fresh_database)
     assert theirs.rows("SELECT version_num FROM alembic_version") == [("their0042",)]
     assert theirs.rows(f"SELECT version_num FROM {VERSION_TABLE}") == [(head(),)]
 
 
-def test_a_database_migrated_into_the_shared_table_moves_to_its_own(empty_database: str) -> None:
+def test_a_database_migrated_into_the_shared_table_moves_to_its_own(fresh_database: str) -> None:
     """As every database migrated before the version table had a name of its own."""
-    upgrade(empty_database)
-    database = Database(empty_database)
+    upgrade(fresh_database)
+    database = Database(fresh_database)
     database.execute(f"ALTER TABLE {VERSION_TABLE} RENAME TO alembic_version")
     database.execute(
         f"ALTER TABLE alembic_version RENAME CONSTRAINT {VERSION_TABLE}_pkc TO alembic_version_pkc"
     )
-    upgrade(empty_database)
+    upgrade(fresh_database)
     tables = {row[0] for row in database.rows("SELECT tablename FROM pg_tables")}
     assert "alembic_version" not in tables
     assert database.rows(f"SELECT version_num FROM {VERSION_TABLE}") == [(head(),)]
 
 
-def test_alembic_works_from_the_command_line(empty_database: str) -> None:
+def test_alembic_works_from_the_command_line(fresh_database: str) -> None:
     def alembic(*args: str) -> str:
         done = subprocess.run(
             [sys.executable, "-m", "alembic", *args],
             cwd=ROOT,
-            env={**ENV, "DATABASE_URL": empty_database},
+            env={**ENV, "DATABASE_URL": fresh_database},
             capture_output=True,
             text=True,
             timeout=120,
@@ -86,7 +72,7 @@ def test_alembic_works_from_the_command_line(empty_database: str) -> None:
 
     alembic("upgrade", "head")
     assert f"{head()} (head)" in alembic("current")
-    assert Database(empty_database).value("SELECT count(*) FROM import_jobs") == 0
+    assert Database(fresh_database).value("SELECT count(*) FROM import_jobs") == 0
 
 
 def head() -> str:

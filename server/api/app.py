@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from server import logs
-from server.api import errors, imports, metrics, operations, sweeper
+from server.api import errors, imports, metrics, operations, sweeper, workers
 from server.api.deps import Services
 from server.api.requests import RequestIds
 from server.api.schemas import ProgressEvent
@@ -91,6 +91,7 @@ def create_app() -> FastAPI:
     app.include_router(imports.router)
     app.include_router(operations.router)
     app.include_router(metrics.router)
+    app.include_router(workers.router)
     return app
 
 

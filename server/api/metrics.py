@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
-from kombu import Connection
 
 from server.api.deps import ServicesDep
 from server.jobs import repository
-from server.messaging import topology
-from server.settings import Settings
+from server.messaging.depths import queue_depths
 
 router = APIRouter(tags=["operations"])
 
@@ -39,7 +35,7 @@ def metrics(services: ServicesDep) -> str:
         "# TYPE csv_import_load_seconds_total counter",
         f"csv_import_load_seconds_total {totals.load_seconds:.3f}",
     ]
-    depths = _queue_depths(services.settings)
+    depths = queue_depths(services.settings)
     lines += [
         "# HELP csv_import_broker_up Whether RabbitMQ gave every queue's depth (1) or not (0).",
         "# TYPE csv_import_broker_up gauge",
@@ -49,18 +45,3 @@ def metrics(services: ServicesDep) -> str:
         *(f'csv_import_queue_messages{{queue="{q}"}} {n}' for q, n in (depths or {}).items()),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _queue_depths(settings: Settings) -> dict[str, int] | None:
-    """Every queue's depth, or None when the broker does not answer: a broker that is away
-    must not cost the scrape the database's figures."""
-    try:
-        with Connection(settings.broker_url, connect_timeout=3) as broker:
-            broker.ensure_connection(max_retries=1)
-            channel: Any = broker.default_channel
-            return {
-                queue.name: channel.queue_declare(queue.name, passive=True).message_count
-                for queue in topology.build(settings).queues
-            }
-    except Exception:  # noqa: BLE001 - whatever the cause, the broker is away
-        return None

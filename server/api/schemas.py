@@ -31,6 +31,7 @@ class ErrorBody(BaseModel):
 _WHY = {
     400: "The multipart body is malformed or incomplete",
     401: "No API key, or one that is unknown or revoked",
+    403: "The key is not an operator's",
     404: "No such import (or another tenant's: the same answer)",
     408: "The upload stalled: nothing arrived for `UPLOAD_IDLE_SECONDS`",
     413: "The file (or a form field) is larger than the limit",
@@ -163,6 +164,26 @@ class Check(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, Check]
+
+
+class WorkerView(BaseModel):
+    """A worker process, as it last said of itself, and the job it holds."""
+
+    name: str = Field(description="host:pid")
+    host: str
+    pid: int
+    state: Literal["busy", "idle", "gone"]
+    started_at: datetime
+    last_beat_at: datetime
+    job_id: uuid.UUID | None = None
+    tenant: str | None = None
+    holding_since: datetime | None = None
+    rows_done: int | None = Field(default=None, description="loaded and refused so far")
+    rows_per_second: float | None = None
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerView]
 
 
 class ProgressEvent(BaseModel):

@@ -95,6 +95,32 @@ def unpublished_jobs(connection: Connection, grace_seconds: float, limit: int) -
     return [Job.from_row(row._mapping) for row in connection.execute(query)]
 
 
+def lost_jobs(connection: Connection, quiet_seconds: float, limit: int) -> list[Job]:
+    """Jobs published, queued or running, without progress for `quiet_seconds`: the ones
+    whose message may be lost. Locked, so that two sweepers do not both publish one."""
+    query = (
+        select(import_jobs)
+        .where(
+            jobs.status.in_(ACTIVE),
+            jobs.published_at.is_not(None),
+            jobs.updated_at < _ago(quiet_seconds),
+        )
+        .order_by(jobs.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [Job.from_row(row._mapping) for row in connection.execute(query)]
+
+
+def mark_republished(connection: Connection, job_id: uuid.UUID) -> None:
+    """Published again: counted as a retry, and quiet again only from now."""
+    connection.execute(
+        update(import_jobs)
+        .where(jobs.id == job_id)
+        .values(published_at=func.now(), updated_at=func.now(), retries=jobs.retries + 1)
+    )
+
+
 def request_cancel(connection: Connection, job_id: uuid.UUID) -> Job | None:
     """A queued job is cancelled at once; a running one stops at its next batch."""
     queued = jobs.status == JobStatus.QUEUED

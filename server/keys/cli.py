@@ -41,6 +41,11 @@ def parser() -> argparse.ArgumentParser:
         help="comma-separated: table, schema.table "
         "or schema.*; default: every target IMPORT_TARGETS allows",
     )
+    create.add_argument(
+        "--operator",
+        action="store_true",
+        help="the key also sees the service itself (GET /workers)",
+    )
     listing = commands.add_parser(
         "list", help="the keys, revoked ones too (never the keys themselves)"
     )
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, connection: Any, settings: Settings) -> int:
     if args.command == "create":
-        return create(connection, settings, args.tenant, args.name, args.targets)
+        return create(connection, settings, args)
     if args.command == "list":
         Console(width=None if sys.stdout.isatty() else 200).print(
             table(list_keys(connection, args.tenant))
@@ -82,10 +87,9 @@ def run(args: argparse.Namespace, connection: Any, settings: Settings) -> int:
     return 1
 
 
-def create(
-    connection: Any, settings: Settings, tenant: str, name: str, targets: Sequence[str] | None
-) -> int:
-    key_id, key = create_key(connection, tenant, name, targets)
+def create(connection: Any, settings: Settings, args: argparse.Namespace) -> int:
+    tenant, targets = args.tenant, args.targets
+    key_id, key = create_key(connection, tenant, args.name, targets, args.operator)
     closed = [
         target
         for target in targets or ()
@@ -95,14 +99,23 @@ def create(
         console.print(
             f"[yellow]IMPORT_TARGETS does not allow {', '.join(closed)}: closed until it does"
         )
-    console.print(f"key {key_id} for tenant {tenant!r}; it is shown this once:")
+    role = " (operator)" if args.operator else ""
+    console.print(f"key {key_id} for tenant {tenant!r}{role}; it is shown this once:")
     print(key)
     return 0
 
 
 def table(rows: Sequence[Any]) -> Table:
     view = Table(
-        "id", "tenant", "name", "key starts", "targets", "created", "revoked", title="API keys"
+        "id",
+        "tenant",
+        "name",
+        "key starts",
+        "targets",
+        "operator",
+        "created",
+        "revoked",
+        title="API keys",
     )
     for row in rows:
         view.add_row(
@@ -111,6 +124,7 @@ def table(rows: Sequence[Any]) -> Table:
             row.name,
             row.prefix + "…",
             ", ".join(row.targets) if row.targets is not None else "(all allowed)",
+            "yes" if row.operator else "",
             _when(row.created_at),
             _when(row.revoked_at),
         )

@@ -34,6 +34,7 @@ class Tenant:
 
     name: str
     targets: tuple[str, ...] | None = None
+    operator: bool = False
 
     def allows(self, target: str) -> bool:
         return self.targets is None or is_allowed(target, list(self.targets))
@@ -44,7 +45,11 @@ def digest(key: str) -> str:
 
 
 def create_key(
-    connection: Connection, tenant: str, name: str, targets: Sequence[str] | None = None
+    connection: Connection,
+    tenant: str,
+    name: str,
+    targets: Sequence[str] | None = None,
+    operator: bool = False,
 ) -> tuple[int, str]:
     """A new key for `tenant`: its id, and the key itself, which is never stored."""
     check_spec(tenant, targets)
@@ -57,6 +62,7 @@ def create_key(
             key_hash=digest(key),
             prefix=key[:SHOWN_PREFIX],
             targets=None if targets is None else list(targets),
+            operator=operator,
         )
         .returning(api_keys.c.id)
     ).scalar_one()
@@ -79,13 +85,14 @@ def check_spec(tenant: str, targets: Sequence[str] | None) -> None:
 def find_tenant(connection: Connection, key: str) -> Tenant | None:
     """The tenant of a key that exists and is not revoked."""
     row = connection.execute(
-        select(api_keys.c.tenant, api_keys.c.targets).where(
+        select(api_keys.c.tenant, api_keys.c.targets, api_keys.c.operator).where(
             api_keys.c.key_hash == digest(key), api_keys.c.revoked_at.is_(None)
         )
     ).first()
     if row is None:
         return None
-    return Tenant(row.tenant, None if row.targets is None else tuple(row.targets))
+    targets = None if row.targets is None else tuple(row.targets)
+    return Tenant(row.tenant, targets, row.operator)
 
 
 def list_keys(connection: Connection, tenant: str | None = None) -> Sequence[Row[Any]]:

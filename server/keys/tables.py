@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Table, Text, func
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Identity, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from server.db import metadata
@@ -19,6 +19,8 @@ api_keys = Table(
     Column("prefix", Text, nullable=False),
     # Targets this key may import into, within the operator's IMPORT_TARGETS; NULL: all of them.
     Column("targets", JSONB),
+    # An operator's key also sees the service itself (GET /workers). Migration 0009.
+    Column("operator", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True)),
 )

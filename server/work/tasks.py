@@ -35,6 +35,7 @@ from server.progress.writer import ProgressWriter
 from server.settings import Settings, get_settings
 from server.storage import LocalStorage, Storage
 from server.work.celery_app import app
+from server.work.heartbeat import Heartbeat
 from server.work.reporting import SegmentReporter, report_final
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class _Process:
     engine: Engine
     storage: Storage
     progress: ProgressWriter
+    heartbeat: Heartbeat
 
 
 _process: _Process | None = None
@@ -96,12 +98,15 @@ def _open_process(**_: object) -> None:
         worker_engine(settings),
         LocalStorage(settings.upload_dir),
         ProgressWriter(settings.redis_url),
+        Heartbeat(settings.redis_url, settings.worker_beat_seconds),
     )
+    _process.heartbeat.start()
 
 
 @worker_process_shutdown.connect
 def _close_process(**_: object) -> None:
     if _process is not None:
+        _process.heartbeat.stop()
         _process.engine.dispose()
         _process.progress.close()
 
@@ -116,7 +121,7 @@ def process() -> _Process:
 @app.task(name=TASK_NAME, bind=True)
 def load_import(self: Task[..., str], job_id: str, retries: int = 0) -> str:
     """One segment of a job; every log line of it names the job (and its tenant)."""
-    with logs.scope(job_id=job_id):
+    with logs.scope(job_id=job_id), process().heartbeat.holding(job_id):
         return run_segment(self, job_id, retries)
 
 
