@@ -77,6 +77,11 @@ Index(
     postgresql_where=text("published_at IS NULL AND status = 'queued'"),
 )
 Index(
+    "import_jobs_active_updated_at_idx",
+    import_jobs.c.updated_at,
+    postgresql_where=text("status IN ('queued', 'running')"),
+)
+Index(
     "import_jobs_uncleaned_idx",
     import_jobs.c.finished_at,
     postgresql_where=text("cleaned_at IS NULL AND finished_at IS NOT NULL"),
