@@ -21,6 +21,8 @@ The flow, and where each step lives:
     housekeeping.py  what is removed after the retention periods.
 
 Around the flow: settings.py (one settings object), db.py (engines, the table metadata),
+logs.py (text or JSON lines, with job id, tenant and request id), measures.py (the
+Prometheus metrics, counted where things happen),
 run.py (every process's command line), setup.py (database, migrations, broker, first key),
 services/ (the PostgreSQL, Redis and RabbitMQ that `make run` starts when they do not answer),
 client.py (the terminal client), demo/ (the demo table and file), web/ (the page),

@@ -4,6 +4,7 @@
     python -m server.run api        the API alone        (compose, `make api`)
     python -m server.run worker     a worker for all jobs (compose, `make worker`)
     python -m server.run express    a worker for small jobs only (the express queue)
+    python -m server.run exporter   this host's metrics, on a worker host without an API
 
 The Makefile, docker-compose.yml, the tests and the benchmarks all start processes with
 these commands.
@@ -12,6 +13,7 @@ these commands.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,6 +86,9 @@ COMMANDS: dict[str, Callable[[Settings], list[str]]] = {
 
 
 def run_all(settings: Settings) -> int:
+    # The processes started together count from nothing: the samples of processes gone
+    # (an earlier run) would otherwise be summed forever (prometheus-client's advice).
+    shutil.rmtree(settings.metrics_dir, ignore_errors=True)
     children = [subprocess.Popen(command(settings)) for command in COMMANDS.values()]
     print(welcome(settings), flush=True)
     # A stop from outside (`make stop`, a supervisor, a test) ends the children as Ctrl-C does.
@@ -123,9 +128,14 @@ def welcome(settings: Settings) -> str:
 def main(argv: Sequence[str] = ()) -> int:
     settings = get_settings()
     which = argv[0] if argv else "all"
-    if which not in ("all", *COMMANDS):
-        print(f"usage: python -m server.run [{'|'.join(['all', *COMMANDS])}]", file=sys.stderr)
+    if which not in ("all", *COMMANDS, "exporter"):
+        usage = "|".join(["all", *COMMANDS, "exporter"])
+        print(f"usage: python -m server.run [{usage}]", file=sys.stderr)
         return 2
+    if which == "exporter":
+        from server.measures import serve_forever  # it chooses where samples live on import
+
+        serve_forever(settings.metrics_host, settings.metrics_port)
     if which in ("all", "api") and (taken := port_taken(settings)):
         print(taken, file=sys.stderr)
         return 1

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     redis_url: str = "redis://127.0.0.1:6379/0"
     upload_dir: Path = Path("var/uploads")
+    # Where this host's processes keep their metric samples (prometheus-client's multiprocess
+    # mode): the API and the workers of one host share it, and /metrics sums it.
+    metrics_dir: Path = Path("var/metrics")
+    # /metrics asks the database and the broker at most this often (gauges between are cached).
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+    # `python -m server.run exporter`: this host's samples, for a worker host without an API.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9808
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = ""

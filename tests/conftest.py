@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ ENV = {
     "API_KEY_FILE": str(ARTIFACTS / "api-key"),
     # The tests use the services that run; they never start their own by surprise.
     "START_SERVICES": "never",
+    # The samples of every process the tests start, summed by the API's /metrics.
+    "METRICS_DIR": str(ARTIFACTS / "metrics"),
+    "METRICS_CACHE_SECONDS": "0",
 }
 # Property tests: a quick run by default, many more examples with --hypothesis-profile=long.
 settings.register_profile(
@@ -59,6 +63,8 @@ settings.load_profile("quick")
 
 # Settings are read from the environment: set it before anything imports them.
 os.environ.update(ENV)
+# Each run counts from nothing (processes of an earlier run left their samples here).
+shutil.rmtree(ENV["METRICS_DIR"], ignore_errors=True)
 
 from server import setup  # noqa: E402
 from server.db import READING  # noqa: E402

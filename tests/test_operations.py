@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,22 +33,41 @@ def metric(body: str, name: str) -> float:
     return float(found.group(1))
 
 
+COUNTED = (
+    'csv_import_jobs{status="completed"}',
+    'csv_import_jobs_ended_total{status="completed"}',
+    "csv_import_rows_loaded_total",
+    "csv_import_rows_refused_total",
+    "csv_import_uploads_total",
+    "csv_import_load_duration_seconds_count",
+    "csv_import_queue_wait_seconds_count",
+    "csv_import_rows_per_second_count",
+    "csv_import_upload_size_bytes_count",
+    'csv_import_segments_total{outcome="finished"}',
+)
+
+
+def scrape(client: httpx.Client) -> str:
+    return client.get("/metrics").text
+
+
 def test_metrics_count_jobs_rows_and_queue_depths(
     client: httpx.Client, worker: Process, table: MakeTable, broker: Connection
 ) -> None:
-    before = client.get("/metrics").text
+    job = wait_for_job(client, upload(client, b"id,email\n1,a@x\n", table()).json()["id"])
+    assert job["status"] == "completed"
+    before = scrape(client)
     job = wait_for_job(client, upload(client, b"id,email\n1,a@x\nx,b@x\n", table()).json()["id"])
     assert job["status"] == "completed"
     after = client.get("/metrics")
     assert after.headers["content-type"].startswith("text/plain")
     body = after.text
-    for name in (
-        'csv_import_jobs{status="completed"}',
-        "csv_import_rows_loaded_total",
-        "csv_import_rows_refused_total",
-    ):
-        assert metric(body, name) == metric(before, name) + 1
-    assert metric(body, "csv_import_load_seconds_total") > 0
+    for name in COUNTED:
+        assert metric(body, name) == metric(before, name) + 1, name
+    assert metric(body, "csv_import_load_duration_seconds_sum") > metric(
+        before, "csv_import_load_duration_seconds_sum"
+    )
+    assert 'csv_import_http_requests_total{method="POST",route="/imports",status="202"}' in body
     for queue in (WORK_QUEUE, DEAD_QUEUE):
         assert metric(body, f'csv_import_queue_messages{{queue="{queue}"}}') == message_count(
             broker, queue
@@ -55,6 +75,19 @@ def test_metrics_count_jobs_rows_and_queue_depths(
     every = {queue.name for queue in build(Settings()).queues}
     assert set(re.findall(r'^csv_import_queue_messages\{queue="(.+)"\}', body, re.M)) == every
     assert metric(body, "csv_import_broker_up") == 1
+
+
+def test_counters_never_go_down_when_housekeeping_deletes_job_records(
+    client: httpx.Client, worker: Process, table: MakeTable
+) -> None:
+    wait_for_job(client, upload(client, b"id,email\n1,a@x\nx,b@x\n", table()).json()["id"])
+    before = scrape(client)
+    settings = Settings(retention_seconds=0, record_retention_seconds=0)
+    clean(_engine(), LocalStorage(settings.upload_dir), settings)
+    after = scrape(client)
+    assert metric(after, 'csv_import_jobs{status="completed"}') == 0  # the records are gone
+    for name in COUNTED[1:]:
+        assert metric(after, name) == metric(before, name), name
 
 
 def test_health_says_which_service_is_down(log_dir: Path, prepared: None) -> None:
@@ -166,3 +199,29 @@ def test_a_transient_database_fault_is_retried_with_growing_delays_in_the_broker
 
 def retries(worker: Process) -> list[int]:
     return [int(d) for d in re.findall(r"retry \d+ in (\d+)s", worker.log())]
+
+
+def test_a_worker_host_serves_its_own_metrics_without_an_api(
+    client: httpx.Client, worker: Process, table: MakeTable, log_dir: Path
+) -> None:
+    wait_for_job(client, upload(client, b"id,email\n1,a@x\n", table()).json()["id"])
+    port = free_port()
+    exporter = Process(
+        "exporter",
+        [sys.executable, "-m", "server.run", "exporter"],
+        dict(os.environ, METRICS_PORT=str(port)),
+        log_dir,
+    )
+    try:
+        body = wait_until(lambda: _get(f"http://127.0.0.1:{port}/"), 30, "no exporter")
+    finally:
+        exporter.stop()
+    assert metric(body, 'csv_import_jobs_ended_total{status="completed"}') >= 1
+    assert metric(body, "csv_import_rows_loaded_total") >= 1
+
+
+def _get(url: str) -> str | None:
+    try:
+        return httpx.get(url, timeout=5).text
+    except httpx.TransportError:
+        return None

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Send
 
-from server import logs
+from server import logs, measures
 from server.api import upload
 from server.api.accept import DuplicateKey, accept
 from server.api.auth import EventsJobDep, TenantDep, events_token
@@ -115,6 +115,8 @@ async def create_import(
         raise
     logs.bind(job_id=job.id)
     log.info("job %s: accepted, %s bytes for %s", job.id, job.bytes_total, job.target)
+    measures.UPLOADS.inc()
+    measures.UPLOAD_SIZE.observe(job.bytes_total)
     await run_in_threadpool(publish_now, services, job.id, job.bytes_total)
     return _accepted(job, request, response, services, replayed=False)
 
@@ -188,7 +190,7 @@ def get_import(
 def cancel_import(
     job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> JobView:
-    _job(services, tenant, job_id)
+    before = _job(services, tenant, job_id)
     with services.engine.begin() as connection:
         job = repository.request_cancel(connection, job_id)
     assert job is not None
@@ -201,6 +203,8 @@ def cancel_import(
         writer = ProgressWriter(services.settings.redis_url)
         writer.write(job.id, event_fields(Progress.of(job)))
         writer.close()
+        if before.status is JobStatus.QUEUED:
+            measures.job_ended(job)  # ended here, and by nobody else
     return _view(job, request, services)
 
 

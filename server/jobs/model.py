@@ -194,12 +194,3 @@ class SegmentRecord:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> SegmentRecord:
         return cls(**dict(row))
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """Sums over the job records, for metrics."""
-
-    rows_loaded: int
-    rows_refused: int
-    load_seconds: float

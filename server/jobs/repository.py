@@ -17,11 +17,8 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Float,
     case,
-    cast,
     delete,
-    extract,
     func,
     insert,
     select,
@@ -29,7 +26,7 @@ from sqlalchemy import (
 )
 
 from server.db import copy_text, raw_cursor
-from server.jobs.model import Checkpoint, Job, RefusedRow, SegmentRecord, Totals
+from server.jobs.model import Checkpoint, Job, RefusedRow, SegmentRecord
 from server.jobs.status import ACTIVE, FINISHED, JobStatus
 from server.jobs.tables import import_jobs, import_segments, refused_rows
 
@@ -417,19 +414,6 @@ def count_by_status(connection: Connection) -> dict[JobStatus, int]:
     counts = dict.fromkeys(JobStatus, 0)
     counts.update({JobStatus(status): count for status, count in found})
     return counts
-
-
-def totals(connection: Connection) -> Totals:
-    completed = jobs.status == JobStatus.COMPLETED
-    seconds = extract("epoch", jobs.finished_at - jobs.started_at)
-    row = connection.execute(
-        select(
-            func.coalesce(func.sum(jobs.rows_loaded).filter(completed), 0),
-            func.coalesce(func.sum(jobs.rows_refused), 0),
-            func.coalesce(cast(func.sum(seconds).filter(completed), Float), 0.0),
-        )
-    ).one()
-    return Totals(int(row[0]), int(row[1]), float(row[2]))
 
 
 def _one(connection: Connection, query: Any) -> Job | None:

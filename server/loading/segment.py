@@ -22,7 +22,7 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy import Connection, Engine, text
 
-from server import logs
+from server import logs, measures
 from server.csvfile.columns import BatchConverter
 from server.csvfile.detect import Layout
 from server.csvfile.formats import date_style
@@ -145,6 +145,7 @@ class _Runner:
             return None
         job, self.segment_id = started
         logs.bind(tenant=job.tenant)
+        measures.first_segment(job)
         log.info(
             "job %s: segment starts at line %s (byte %s)",
             self.job_id,

@@ -7,6 +7,7 @@ import uuid
 
 from sqlalchemy import Engine
 
+from server import measures
 from server.jobs.model import Checkpoint, Job
 from server.jobs.repository import get_job
 from server.jobs.status import JobStatus
@@ -42,11 +43,13 @@ class SegmentReporter:
 
 
 def report_final(writer: ProgressWriter, engine: Engine, job_id: uuid.UUID) -> None:
-    """The job row is the truth: its final state is the last event."""
+    """The job row is the truth: its final state is the last event. Called once, by the
+    process that ended the job: what the job did is counted here too."""
     with engine.connect() as connection:
         job = get_job(connection, job_id)
     if job is not None:
         writer.write(job_id, event_fields(Progress.of(job), average_rate(job)))
+        measures.job_ended(job)
 
 
 def average_rate(job: Job) -> float | None:

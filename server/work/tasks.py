@@ -26,7 +26,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from kombu import Connection
 from sqlalchemy import Engine
 
-from server import logs
+from server import logs, measures
 from server.db import worker_engine
 from server.loading.segment import Outcome, Segment, describe, fail_job, load_segment
 from server.messaging import topology
@@ -147,6 +147,7 @@ def run_segment(task: Task[..., str], job_id: str, retries: int) -> str:
         fail_job(state.engine, job, describe(error))
         report_final(state.progress, state.engine, job)
         raise Reject(describe(error), requeue=False) from error
+    measures.SEGMENTS.labels(outcome.value).inc()
     if outcome is Outcome.PAUSED:
         hand_on(task.app, job)
     elif outcome is Outcome.FINISHED:
@@ -174,6 +175,7 @@ def retry_later(state: _Process, job: uuid.UUID, retries: int, error: BaseExcept
         "job %s: transient fault (%s), retry %s in %.0fs", job, describe(error), retries + 1, wait
     )
     hand_on(app, job, retries=retries + 1, delay_seconds=delay, wait_seconds=wait)
+    measures.RETRIES.inc()
     return "retrying"
 
 
