@@ -151,3 +151,17 @@ def test_a_fresh_install_gets_a_first_key_in_a_private_file(
     assert again.returncode == 0, again.stderr
     assert key_file.read_text().strip() == key, "a second setup keeps the first key"
     assert fresh.value("SELECT count(*) FROM api_keys") == 1
+
+
+def test_an_operators_key_sees_the_workers_and_a_tenants_key_does_not(api: str) -> None:
+    tenant = f"ops-{uuid.uuid4().hex[:8]}"
+    made = keys_command("create", "--tenant", tenant, "--operator")
+    assert made.returncode == 0, made.stderr
+    plain = keys_command("create", "--tenant", tenant).stdout.strip()
+    assert "yes" in keys_command("list", "--tenant", tenant).stdout  # the operator column
+    with httpx.Client(base_url=api, timeout=30) as http:
+        seen = http.get("/workers", headers=bearer(made.stdout.strip()))
+        refused = http.get("/workers", headers=bearer(plain))
+    assert seen.status_code == 200
+    assert isinstance(seen.json()["items"], list)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "operator_only")
