@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from kombu import Connection
+from sqlalchemy.engine import make_url
 
 from server.run import port_taken
 from server.services import CannotStart, compose
@@ -207,6 +209,7 @@ def test_compose_urls_are_the_ones_compose_services_accept() -> None:
     """The URLs written for compose's services match the users, passwords, databases and
     ports docker-compose.yml makes them with (its own processes reach them by name)."""
     text = (ROOT / "docker-compose.yml").read_text()
+    urls = compose.urls()
     for variable, key in (
         ("DATABASE_URL", "postgres"),
         ("BROKER_URL", "rabbitmq"),
@@ -214,19 +217,39 @@ def test_compose_urls_are_the_ones_compose_services_accept() -> None:
     ):
         inside = re.search(rf"{variable}: (\S+)", text)
         assert inside is not None
-        assert inside.group(1) == compose.URLS[key].replace("127.0.0.1", key)
-        assert f'"{compose.PORTS[key]}:{compose.PORTS[key]}"' in text
-    assert "POSTGRES_PASSWORD: postgres" in text
+        written = inside.group(1).replace("${POSTGRES_PASSWORD:-postgres}", "postgres")
+        assert written == urls[key].replace("127.0.0.1", key)
+        assert f'"127.0.0.1:{compose.PORTS[key]}:{compose.PORTS[key]}"' in text
+    assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-postgres}" in text
+
+
+def test_compose_postgres_password_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chosen = "with/odd:chars@" + uuid.uuid4().hex
+    monkeypatch.setenv("POSTGRES_PASSWORD", chosen)
+    assert make_url(compose.urls()["postgres"]).password == chosen
+
+
+def test_the_compose_file_keeps_the_broker_data_and_restarts_what_runs() -> None:
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["rabbitmq"]["hostname"] == "rabbitmq"
+    running = {name for name, service in services.items() if name != "migrate"}
+    assert {name for name in running if services[name].get("restart") == "unless-stopped"} == (
+        running
+    )
+    for name in ("postgres", "redis", "rabbitmq"):
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
 
 
 def test_the_compose_broker_user_has_the_password_in_its_url() -> None:
     """definitions.json keeps a salted hash (RabbitMQ's sha256 scheme): it must be the
     password in compose's BROKER_URL."""
     users = json.loads((ROOT / "rabbitmq" / "definitions.json").read_text())["users"]
-    password = Connection(compose.URLS["rabbitmq"]).password or ""
-    (user,) = [
-        user for user in users if user["name"] == Connection(compose.URLS["rabbitmq"]).userid
-    ]
+    broker = Connection(compose.urls()["rabbitmq"])
+    password = broker.password or ""
+    (user,) = [user for user in users if user["name"] == broker.userid]
     salted = base64.b64decode(user["password_hash"])
     assert hashlib.sha256(salted[:4] + password.encode()).digest() == salted[4:]
 

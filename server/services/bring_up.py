@@ -143,7 +143,8 @@ def start_in_docker(absent: list[Service], base: Path, report: Report) -> None:
     base.mkdir(parents=True, exist_ok=True)
     started = set(read_lines(base / COMPOSE_RECORD)) | set(keys)
     (base / COMPOSE_RECORD).write_text("".join(f"{key}\n" for key in sorted(started)))
-    report.urls = {service.variable: compose.URLS[service.key] for service in absent}
+    made = compose.urls()
+    report.urls = {service.variable: made[service.key] for service in absent}
     write_urls(report.urls)
     for service in absent:
         report.lines.append(

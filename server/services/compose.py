@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
+
+from dotenv import dotenv_values
 
 from server.services import CannotStart
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
-# What docker-compose.yml's services publish, with the users and passwords they are made
-# with: the URLs that reach them from this machine.
-URLS = {
-    "postgres": "postgresql+psycopg2://postgres:postgres@127.0.0.1:5432/csv_import",
-    "redis": "redis://127.0.0.1:6379/0",
-    "rabbitmq": "amqp://csvimport:csvimport@127.0.0.1:5672//",
-}
 PORTS = {"postgres": 5432, "redis": 6379, "rabbitmq": 5672}
+# Compose's PostgreSQL password: POSTGRES_PASSWORD from the environment or the `.env`
+# beside docker-compose.yml (what compose itself reads), else compose's default.
+DEFAULT_POSTGRES_PASSWORD = "postgres"  # noqa: S105 - compose's own default, documented
+
+
+def urls() -> dict[str, str]:
+    """The URLs that reach compose's services from this machine, with the users and
+    passwords they are made with (RabbitMQ's user comes from rabbitmq/definitions.json)."""
+    password = (
+        os.environ.get("POSTGRES_PASSWORD")
+        or dotenv_values(COMPOSE_FILE.parent / ".env").get("POSTGRES_PASSWORD")
+        or DEFAULT_POSTGRES_PASSWORD
+    )
+    return {
+        "postgres": f"postgresql+psycopg2://postgres:{quote(password, safe='')}@127.0.0.1:5432"
+        "/csv_import",
+        "redis": "redis://127.0.0.1:6379/0",
+        "rabbitmq": "amqp://csvimport:csvimport@127.0.0.1:5672//",
+    }
 
 
 def engine_running() -> bool:
