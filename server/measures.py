@@ -21,7 +21,7 @@ from server.settings import get_settings
 # prometheus-client picks its storage when it is first imported: the directory comes first.
 _DIRECTORY = get_settings().metrics_dir.resolve()
 _DIRECTORY.mkdir(parents=True, exist_ok=True)
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_DIRECTORY))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_DIRECTORY)
 
 from prometheus_client import (  # noqa: E402
     CollectorRegistry,
