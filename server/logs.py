@@ -22,7 +22,6 @@ from pythonjsonlogger.json import JsonFormatter
 
 from server.settings import Settings
 
-FIELDS = ("job_id", "tenant", "request_id")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _fields: ContextVar[dict[str, str] | None] = ContextVar("log_fields", default=None)
 

@@ -19,7 +19,9 @@ import httpx
 import pytest
 from kombu import Connection
 
+from server.api.sweeper import LOST_TOO_OFTEN
 from server.jobs.migrate import upgrade
+from server.settings import Settings
 from tests.conftest import StartWorker, purge
 from tests.harness import Database, bearer, free_port, make_key, start_api, wait_until
 from tests.support import (
@@ -125,3 +127,17 @@ def test_a_job_whose_message_was_purged_is_published_again_and_lands_exactly(
     site.database.copy_csv(f"{TEST_SCHEMA}.reference", content)
     target = site.database.fingerprint(f"{TEST_SCHEMA}.target")
     assert target == site.database.fingerprint(f"{TEST_SCHEMA}.reference")
+
+
+def test_a_job_lost_more_often_than_max_retries_fails_and_says_why(
+    site: Site, broker: Connection
+) -> None:
+    key = make_key(site.settings["database_url"], site.tenant)
+    with site.client(key) as client:
+        content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(10))
+        job_id = upload(client, content, f"{TEST_SCHEMA}.target").json()["id"]
+        site.database.execute("UPDATE import_jobs SET retries = %s", (Settings().max_retries,))
+        purge(broker)
+        job = wait_for_job(client, job_id, timeout=60)
+    assert (job["status"], job["error"]) == ("failed", LOST_TOO_OFTEN)
+    assert site.database.value(f"SELECT count(*) FROM {TEST_SCHEMA}.target") == 0
