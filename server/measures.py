@@ -3,8 +3,8 @@
 Counters and histograms are counted where things happen: uploads and requests in the API,
 segments, retries, job ends, queue waits and load times in the workers. They use
 prometheus-client's multiprocess mode: every process of a host (the API, each worker's
-pool processes) writes its samples to files in `METRICS_DIR`, and the host's API serves
-their sum at /metrics, beside gauges read when scraped (jobs by status, queue depths,
+pool processes) writes its samples to files of its own in `METRICS_DIR`, and the host's API
+serves their sum at /metrics, beside gauges read when scraped (jobs by status, queue depths,
 whether the broker answers). A worker host without an API serves its own with
 `python -m server.run exporter`. Counters only grow: housekeeping deletes job records, not
 what was counted.
@@ -13,6 +13,7 @@ what was counted.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import NoReturn
 
@@ -30,11 +31,17 @@ from prometheus_client import (  # noqa: E402
     generate_latest,
     multiprocess,
     start_http_server,
+    values,
 )
 from prometheus_client.registry import Collector  # noqa: E402
 
 from server.jobs.model import Job  # noqa: E402
 from server.jobs.status import JobStatus  # noqa: E402
+
+# Each process's files are named after it. Containers sharing the directory (compose's
+# `metrics` volume) each count their processes from pid 1: the host name tells them apart.
+_HOST = socket.gethostname()
+values.ValueClass = values.MultiProcessValue(lambda: f"{_HOST}_{os.getpid()}")  # type: ignore[no-untyped-call]
 
 _SECONDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
 _BYTES = tuple(float(10**power) for power in range(2, 12))

@@ -13,7 +13,6 @@ these commands.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -86,9 +85,6 @@ COMMANDS: dict[str, Callable[[Settings], list[str]]] = {
 
 
 def run_all(settings: Settings) -> int:
-    # The processes started together count from nothing: the samples of processes gone
-    # (an earlier run) would otherwise be summed forever (prometheus-client's advice).
-    shutil.rmtree(settings.metrics_dir, ignore_errors=True)
     children = [subprocess.Popen(command(settings)) for command in COMMANDS.values()]
     print(welcome(settings), flush=True)
     # A stop from outside (`make stop`, a supervisor, a test) ends the children as Ctrl-C does.

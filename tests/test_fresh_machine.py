@@ -108,7 +108,7 @@ def machine() -> Iterator[FreshMachine]:
         API_PORT=str(api),
         WORKER_CONCURRENCY="1",
     )
-    for name in ("UPLOAD_DIR", "API_KEY_FILE", "SECRET_KEY", "IMPORT_TARGETS"):
+    for name in ("UPLOAD_DIR", "API_KEY_FILE", "SECRET_KEY", "IMPORT_TARGETS", "METRICS_DIR"):
         env.pop(name, None)
     endpoints = tuple(Endpoint("127.0.0.1", port) for port in (postgres, redis_port, rabbit))
     found = FreshMachine(home, env, endpoints)
