@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from server.client import Event, read_events
-from server.progress.events import stream_key
+from server.progress.events import is_final, stream_key
 from server.progress.hub import Hub, stream_position
 from tests.conftest import ENV, MakeTable, StartWorker
 from tests.faults.services import PrivateRedis
@@ -52,6 +52,12 @@ def stream_ids(job_id: str) -> list[str]:
     client = redis.Redis.from_url(ENV["REDIS_URL"])
     entries: list[tuple[bytes, Any]] = client.xrange(stream_key(job_id))  # type: ignore[assignment]
     return [entry_id.decode() for entry_id, _ in entries]
+
+
+def final_written(job_id: str) -> bool:
+    client = redis.Redis.from_url(ENV["REDIS_URL"])
+    entries: list[tuple[bytes, Any]] = client.xrevrange(stream_key(job_id), count=1)  # type: ignore[assignment]
+    return bool(entries) and is_final(json.loads(entries[0][1][b"data"]))
 
 
 def test_events_arrive_in_order_and_a_reconnect_misses_nothing(
@@ -258,6 +264,8 @@ def test_a_reconnect_after_the_final_event_gets_204(
     """An EventSource reconnects on its own after any stream ends; 204 stops it."""
     job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(10)), table()).json()
     wait_for_job(client, job["id"])
+    # The job row says completed a moment before its final event reaches the stream.
+    wait_until(lambda: final_written(job["id"]), 10, "no final event in the stream")
     final = stream_ids(job["id"])[-1]
 
     response = client.get(job["events_url"], headers={"Last-Event-ID": final})

@@ -147,11 +147,11 @@ def run_segment(task: Task[..., str], job_id: str, retries: int) -> str:
         fail_job(state.engine, job, describe(error))
         report_final(state.progress, state.engine, job)
         raise Reject(describe(error), requeue=False) from error
-    measures.SEGMENTS.labels(outcome.value).inc()
     if outcome is Outcome.PAUSED:
         hand_on(task.app, job)
     elif outcome is Outcome.FINISHED:
         report_final(state.progress, state.engine, job)
+    measures.SEGMENTS.labels(outcome.value).inc()  # after the final event: it is awaited
     return outcome.value
 
 
