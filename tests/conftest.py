@@ -48,6 +48,10 @@ ENV = {
     "API_KEY_FILE": str(ARTIFACTS / "api-key"),
     # The tests use the services that run; they never start their own by surprise.
     "START_SERVICES": "never",
+    # Tests leave jobs queued on purpose (no worker, a purged queue): the sweeper must not
+    # publish them again in the middle of later tests. test_workers.py runs its own API with
+    # a short LOST_AFTER_SECONDS, on a database of its own.
+    "LOST_AFTER_SECONDS": str(30 * 24 * 3600),
     # The samples of every process the tests start, summed by the API's /metrics.
     "METRICS_DIR": str(ARTIFACTS / "metrics"),
     "METRICS_CACHE_SECONDS": "0",
