@@ -3,7 +3,7 @@
     python -m server.run            the API, a worker and an express worker, until Ctrl-C
     python -m server.run api        the API alone        (compose, `make api`)
     python -m server.run worker     a worker for all jobs (compose, `make worker`)
-    python -m server.run express    a worker for small jobs only (the express queue)
+    python -m server.run express    a worker for small jobs and webhooks only
     python -m server.run exporter   this host's metrics, on a worker host without an API
 
 The Makefile, docker-compose.yml, the tests and the benchmarks all start processes with
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from server.messaging.topology import EXPRESS_QUEUE
+from server.messaging.topology import EXPRESS_QUEUE, WEBHOOK_QUEUE
 from server.settings import RUN_PID_FILE, Settings, get_settings
 
 
@@ -71,8 +71,8 @@ def worker_command(
 
 
 def express_command(quiet: bool = False) -> list[str]:
-    """One process for small new jobs only: they never wait behind big ones."""
-    return worker_command(1, [EXPRESS_QUEUE], "express@%h", quiet)
+    """One process for small new jobs and webhooks only: they never wait behind big ones."""
+    return worker_command(1, [EXPRESS_QUEUE, WEBHOOK_QUEUE], "express@%h", quiet)
 
 
 COMMANDS: dict[str, Callable[[Settings], list[str]]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 BROKER_CONSUMER_TIMEOUT_SECONDS = 1800
 # A signing secret shorter than this (a word, a placeholder) could be guessed.
 MIN_SECRET_LENGTH = 32
+
+IPNetwork = IPv4Network | IPv6Network
 
 # Where a test may make a process kill itself (see server/crash.py).
 CrashPoint = Literal["after_commit"]
@@ -115,6 +118,15 @@ class Settings(BaseSettings):
     retry_delays_seconds: Annotated[list[int], NoDecode] = [5, 30, 120, 600]
     max_retries: int = 6
 
+    # Webhooks: a delivery that fails waits in the broker this long before each next
+    # attempt (the last delay's failure dead-letters it); each attempt gives up after
+    # `webhook_timeout_seconds`.
+    webhook_retry_delays_seconds: Annotated[list[int], NoDecode] = [5, 30, 300, 1800, 7200]
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Outbound requests (webhooks) never reach private, loopback, link-local or other
+    # non-public addresses, except in these networks (comma-separated CIDRs).
+    outbound_allow_networks: Annotated[list[IPNetwork], NoDecode] = []
+
     # Jobs committed but never confirmed by the broker are published again by a sweeper.
     publish_sweep_seconds: float = 15.0
     publish_grace_seconds: float = 30.0
@@ -144,7 +156,14 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("retry_delays_seconds", mode="before")
+    @field_validator("outbound_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ip_network(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retry_delays_seconds", "webhook_retry_delays_seconds", mode="before")
     @classmethod
     def _split_delays(cls, value: object) -> object:
         if isinstance(value, str):
@@ -166,7 +185,7 @@ class Settings(BaseSettings):
             )
         if self.segment_seconds >= self.soft_time_limit_seconds:
             raise ValueError("segment_seconds must be below soft_time_limit_seconds")
-        if not self.retry_delays_seconds:
+        if not self.retry_delays_seconds or not self.webhook_retry_delays_seconds:
             raise ValueError("retry_delays_seconds needs at least one delay")
         return self
 

@@ -31,9 +31,11 @@ from server.csvfile.header import ColumnMap, HeaderProblem, check_key, match_hea
 from server.jobs import repository
 from server.jobs.model import Job, JobOptions, JobWarning
 from server.keys.keys import Tenant
+from server.outbound import RefusedUrl, check_literal
 from server.settings import Settings
 from server.storage import Storage
 from server.targets import Target, UnknownTarget, load_target
+from server.webhooks import endpoints
 
 
 class DuplicateKey(Exception):
@@ -57,6 +59,7 @@ def accept(
             column_map = match_header(head.header, target, options.mapping)
             keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
             formats = _formats_of(head, target, column_map, options, upload)
+            callback = callback_url(connection, tenant, options, settings)
             job = repository.insert_job(
                 connection,
                 _job_values(
@@ -71,7 +74,8 @@ def accept(
                     column_map,
                     keys,
                     idempotency_key,
-                ),
+                )
+                | {"callback_url": callback},
             )
     except UnknownTarget as error:
         raise ApiError(422, "unknown_target", str(error), target=options.target) from None
@@ -101,6 +105,29 @@ def _load_target(connection: Connection, tenant: Tenant, name: str, settings: Se
     if not tenant.allows(name):
         raise UnknownTarget(f"{name!r} is not a table that imports are allowed into")
     return load_target(connection, name, settings.import_targets)
+
+
+def callback_url(
+    connection: Connection, tenant: Tenant, options: ImportOptions, settings: Settings
+) -> str | None:
+    """The upload's callback URL, or its tenant's default; one that can be signed for."""
+    found = endpoints.endpoint(connection, tenant.name)
+    url = options.callback_url or (found.default_url if found else None)
+    if url is None:
+        return None
+    if found is None:
+        raise ApiError(
+            422,
+            "webhook_secret_missing",
+            f"tenant {tenant.name!r} has no webhook signing secret yet: an operator makes "
+            f"one with `csv-import-keys webhook --tenant {tenant.name}`",
+            field="callback_url",
+        )
+    try:
+        check_literal(url, settings.outbound_allow_networks)
+    except RefusedUrl as error:
+        raise ApiError(422, "callback_refused", str(error), field="callback_url") from None
+    return url
 
 
 def _formats_of(

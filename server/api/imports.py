@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -40,6 +40,9 @@ from server.messaging.publish import publish_job
 from server.progress.events import Progress, event_fields
 from server.progress.reader import follow
 from server.progress.writer import ProgressWriter
+from server.webhooks import deliveries
+from server.webhooks.deliveries import Delivery
+from server.webhooks.publish import publish_after_end
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/imports", tags=["imports"])
@@ -140,9 +143,17 @@ async def _by_key(services: Services, tenant: Tenant, key: str) -> Job | None:
     return await run_in_threadpool(find)
 
 
-def _view(job: Job, request: Request, services: Services) -> JobView:
+def _view(
+    job: Job, request: Request, services: Services, delivered: Sequence[Delivery] = ()
+) -> JobView:
     url = str(request.url_for("get_import", job_id=str(job.id)))
-    return job_view(job, url, events_token(services, job))
+    return job_view(job, url, events_token(services, job), delivered)
+
+
+def _deliveries(services: Services, jobs: Sequence[Job]) -> dict[uuid.UUID, list[Delivery]]:
+    """The webhooks of the jobs that have a callback URL."""
+    with services.engine.connect() as connection:
+        return deliveries.of_jobs(connection, [job.id for job in jobs if job.callback_url])
 
 
 def _accepted(
@@ -165,9 +176,11 @@ def list_imports(
 ) -> JobPage:
     with services.engine.connect() as connection:
         jobs = repository.list_jobs(connection, tenant.name, limit + 1, offset)
-    more = len(jobs) > limit
+    more, jobs = len(jobs) > limit, jobs[:limit]
     next_url = str(request.url.include_query_params(offset=offset + limit)) if more else None
-    return JobPage(items=[_view(job, request, services) for job in jobs[:limit]], next=next_url)
+    hooks = _deliveries(services, jobs)
+    items = [_view(job, request, services, hooks.get(job.id, ())) for job in jobs]
+    return JobPage(items=items, next=next_url)
 
 
 @router.get(
@@ -178,7 +191,8 @@ def list_imports(
 def get_import(
     job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> JobView:
-    return _view(_job(services, tenant, job_id), request, services)
+    job = _job(services, tenant, job_id)
+    return _view(job, request, services, _deliveries(services, [job]).get(job.id, ()))
 
 
 @router.post(
@@ -205,6 +219,8 @@ def cancel_import(
         writer.close()
         if before.status is JobStatus.QUEUED:
             measures.job_ended(job)  # ended here, and by nobody else
+            if job.callback_url is not None:
+                publish_after_end(services.celery, services.engine, job.id)
     return _view(job, request, services)
 
 

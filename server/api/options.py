@@ -11,6 +11,7 @@ from server.csvfile.detect import DELIMITERS
 from server.csvfile.encoding import codec_name
 from server.csvfile.formats import DATE_FORMATS, DECIMAL_MARKS, Formats
 from server.jobs.model import JobOptions, Mode
+from server.outbound import RefusedUrl, check_syntax
 
 _DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
 
@@ -62,6 +63,12 @@ UPLOAD_FORM = {
                     "null_markers": {"type": "string", "description": "comma-separated"},
                     "max_errors": {"type": "integer", "minimum": 0},
                     "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                    "callback_url": {
+                        "type": "string",
+                        "format": "uri",
+                        "description": "posted to when the job ends (a signed webhook); "
+                        "the tenant's default endpoint when not given",
+                    },
                 },
             }
         }
@@ -82,6 +89,7 @@ class ImportOptions(BaseModel):
     mapping: dict[str, str] = {}
     max_errors: int | None = Field(default=None, ge=0)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    callback_url: str | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -94,6 +102,16 @@ class ImportOptions(BaseModel):
             raise ValueError(f"{value!r} is not a text encoding Python knows") from None
         # Its byte-order mark is skipped as any other encoding's is.
         return "utf-8" if name == "utf-8-sig" else name
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_syntax(value)
+            except RefusedUrl as error:
+                raise ValueError(str(error)) from None
+        return value
 
     @field_validator("delimiter")
     @classmethod

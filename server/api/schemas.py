@@ -57,6 +57,18 @@ class WarningView(BaseModel):
     message: str
 
 
+class DeliveryView(BaseModel):
+    id: uuid.UUID = Field(description="the webhook's `webhook-id`, the same on every attempt")
+    event: str = Field(description="`import.completed`, `import.failed` or `import.cancelled`")
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None = Field(description="the receiver's last answer, if any")
+    last_error: str | None
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
 class JobView(BaseModel):
     id: uuid.UUID
     status: JobStatus
@@ -109,6 +121,10 @@ class JobView(BaseModel):
         "a key for `EVENTS_TOKEN_SECONDS`"
     )
     errors_url: str = Field(description="the refused rows")
+    callback_url: str | None = Field(description="where the job's end is posted (a webhook)")
+    deliveries: list[DeliveryView] = Field(
+        default=[], description="the webhook of each end of the job, and its attempts"
+    )
 
 
 class JobPage(BaseModel):

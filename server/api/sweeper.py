@@ -6,7 +6,8 @@ fails in between, the job would wait forever. The sweeper closes that gap. A mes
 also be lost after it was confirmed (a queue purged, a broker that lost its data): a job
 that no live worker holds, without progress for `LOST_AFTER_SECONDS`, while no message
 waits in any queue, is published again. Publishing a job twice is harmless: the job's lock
-and checkpoint make the second delivery a no-op. The same background loop runs
+and checkpoint make the second delivery a no-op. Webhook deliveries that their job's end
+did not hand to the broker are published here too. The same background loop runs
 housekeeping every `HOUSEKEEPING_SECONDS`.
 """
 
@@ -25,6 +26,7 @@ from server.jobs.status import JobStatus
 from server.messaging import depths, topology
 from server.messaging.publish import publish_job
 from server.progress.writer import ProgressWriter
+from server.webhooks.publish import publish_unpublished
 from server.work.heartbeat import held_jobs
 from server.work.reporting import report_final
 
@@ -109,6 +111,12 @@ async def run_forever(services: Services, declared: bool = True) -> None:
             if declared:
                 await run_in_threadpool(sweep_once, services)
                 await run_in_threadpool(republish_lost, services)
+                await run_in_threadpool(
+                    publish_unpublished,
+                    services.celery,
+                    services.engine,
+                    settings.publish_grace_seconds,
+                )
             if rounds % every == 0:
                 await run_in_threadpool(
                     housekeeping.clean, services.engine, services.storage, settings

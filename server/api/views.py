@@ -5,16 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
-from server.api.schemas import JobView, ProblemView, RefusedRowView, WarningView
+from server.api.schemas import DeliveryView, JobView, ProblemView, RefusedRowView, WarningView
 from server.jobs.model import Job, RefusedRow
+from server.webhooks.deliveries import Delivery
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def job_view(job: Job, url: str, events_token: str) -> JobView:
+def job_view(job: Job, url: str, events_token: str, deliveries: Sequence[Delivery] = ()) -> JobView:
     """The job, and the URLs to follow it; its event stream's URL opens with no key."""
     return JobView(
         id=job.id,
@@ -47,6 +48,22 @@ def job_view(job: Job, url: str, events_token: str) -> JobView:
         url=url,
         events_url=f"{url}/events?token={events_token}",
         errors_url=f"{url}/errors",
+        callback_url=job.callback_url,
+        deliveries=[delivery_view(delivery) for delivery in deliveries],
+    )
+
+
+def delivery_view(delivery: Delivery) -> DeliveryView:
+    return DeliveryView(
+        id=delivery.id,
+        event=delivery.event,
+        url=delivery.url,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        last_attempt_at=delivery.last_attempt_at,
+        delivered_at=delivery.delivered_at,
     )
 
 

@@ -96,6 +96,7 @@ class Job:
     extra_columns: tuple[str, ...]
     options: JobOptions
     idempotency_key: str | None
+    callback_url: str | None  # where the job's end is announced (a webhook)
     checkpoint_offset: int  # where the next record starts: a byte offset and a line number
     checkpoint_line: int
     rows_loaded: int

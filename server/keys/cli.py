@@ -3,10 +3,13 @@
     csv-import-keys create --tenant NAME [--name LABEL] [--targets public.customers,sales.*]
     csv-import-keys list [--tenant NAME]
     csv-import-keys revoke KEY_ID
+    csv-import-keys webhook --tenant NAME [--url URL | --no-url] [--new-secret]
 
 `create` prints the key once, alone on stdout (`KEY=$(csv-import-keys create ...)`); only
 its sha256 is stored, so a lost key cannot be shown again: make another and revoke the old
-one. `--targets` limits the key's tenant to some of the tables that IMPORT_TARGETS allows.
+one. `webhook` sets the tenant's default webhook endpoint and makes its signing secret,
+printed the same way, once (`--new-secret` replaces it; the old one stops at once).
+`--targets` limits the key's tenant to some of the tables that IMPORT_TARGETS allows.
 Exit codes: 0 done, 1 no such key or a bad argument, 2 the database is unreachable.
 """
 
@@ -23,8 +26,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.keys.keys import BadKeySpec, create_key, list_keys, revoke_key
+from server.outbound import RefusedUrl, check_literal
 from server.settings import Settings, get_settings
 from server.targets import is_allowed
+from server.webhooks import endpoints
 
 console = Console(stderr=True)
 
@@ -52,6 +57,16 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--tenant")
     revoke = commands.add_parser("revoke", help="revoke a key for good")
     revoke.add_argument("key_id", type=int)
+    webhook = commands.add_parser(
+        "webhook", help="a tenant's webhook signing secret (printed once) and default endpoint"
+    )
+    webhook.add_argument("--tenant", required=True)
+    endpoint = webhook.add_mutually_exclusive_group()
+    endpoint.add_argument("--url", help="where the tenant's jobs post their end by default")
+    endpoint.add_argument("--no-url", action="store_true", help="no default endpoint")
+    webhook.add_argument(
+        "--new-secret", action="store_true", help="replace the secret (the old one stops)"
+    )
     return root
 
 
@@ -75,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, connection: Any, settings: Settings) -> int:
     if args.command == "create":
         return create(connection, settings, args)
+    if args.command == "webhook":
+        return webhook(connection, settings, args)
     if args.command == "list":
         Console(width=None if sys.stdout.isatty() else 200).print(
             table(list_keys(connection, args.tenant))
@@ -102,6 +119,26 @@ def create(connection: Any, settings: Settings, args: argparse.Namespace) -> int
     role = " (operator)" if args.operator else ""
     console.print(f"key {key_id} for tenant {tenant!r}{role}; it is shown this once:")
     print(key)
+    return 0
+
+
+def webhook(connection: Any, settings: Settings, args: argparse.Namespace) -> int:
+    if args.url is not None:
+        try:
+            check_literal(args.url, settings.outbound_allow_networks)
+        except RefusedUrl as error:
+            console.print(f"[red]{args.url}: {error}")
+            return 1
+    keep_url = args.url is None and not args.no_url
+    secret = endpoints.configure(connection, args.tenant, args.url, keep_url, args.new_secret)
+    found = endpoints.endpoint(connection, args.tenant)
+    assert found is not None
+    console.print(f"tenant {args.tenant!r}: default endpoint {found.default_url or '(none)'}")
+    if secret is None:
+        console.print("its signing secret is unchanged (--new-secret replaces it)")
+        return 0
+    console.print("its webhook signing secret; it is shown this once:")
+    print(secret)
     return 0
 
 

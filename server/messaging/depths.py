@@ -25,9 +25,10 @@ def queue_depths(settings: Settings) -> dict[str, int] | None:
 
 
 def work_waiting(settings: Settings) -> bool | None:
-    """Whether any message waits for a worker (work, express, retry queues; not the dead
-    letters); None when the broker does not answer."""
+    """Whether any job's message waits for a worker (work, express, retry queues; not the
+    dead letters, nor webhooks); None when the broker does not answer."""
     depths = queue_depths(settings)
     if depths is None:
         return None
-    return any(count for name, count in depths.items() if name != topology.DEAD_QUEUE)
+    jobs = {q.name for q in topology.build(settings).queues if q.name.startswith("imports.")}
+    return any(depths[name] for name in jobs - {topology.DEAD_QUEUE})

@@ -5,6 +5,10 @@
        ▲                                                                            ▼
        └── imports.retry.<N>s (TTL N s) ◄── imports.retry                      imports.dead
 
+    imports ──webhook─► webhooks ──(the last attempt failed)──► imports.dlx ──► webhooks.dead
+       ▲                   │ an attempt failed
+       └── webhooks.retry.<N>s ◄── imports.retry
+
 Small files go to `imports.express`, which a worker of its own serves, so that a small import
 never waits behind big ones; retries and continuations go to `imports.work`.
 
@@ -36,6 +40,9 @@ DEAD_QUEUE = "imports.dead"
 WORK_KEY = "work"
 EXPRESS_KEY = "express"
 DEAD_KEY = "dead"
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_DEAD_QUEUE = "webhooks.dead"
+WEBHOOK_KEY = "webhook"
 
 # Quorum queues with at-least-once dead-lettering: a message leaves for the dead-letter
 # queue only once that queue has confirmed it (RabbitMQ 3.10+; needs reject-publish).
@@ -45,6 +52,10 @@ _SAFE_DEAD_LETTERS = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "
 
 def retry_queue_name(delay_seconds: int) -> str:
     return f"imports.retry.{delay_seconds}s"
+
+
+def webhook_retry_queue(delay_seconds: int) -> str:
+    return f"webhooks.retry.{delay_seconds}s"
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,10 @@ class Topology:
     @property
     def express(self) -> Queue:
         return self.queue(EXPRESS_QUEUE)
+
+    @property
+    def webhooks(self) -> Queue:
+        return self.queue(WEBHOOK_QUEUE)
 
     def queue(self, name: str) -> Queue:
         return next(queue for queue in self.queues if queue.name == name)
@@ -96,27 +111,61 @@ def build(settings: Settings) -> Topology:
         )
         for delay in settings.retry_delays_seconds
     ]
+    queues += webhook_queues(settings, imports, dead, retry)
     return Topology([dead, retry, imports], queues)
 
 
-def work_arguments(settings: Settings) -> dict[str, Any]:
+def webhook_queues(
+    settings: Settings, imports: Exchange, dead: Exchange, retry: Exchange
+) -> list[Queue]:
+    """Deliveries, the waits between their attempts, and those given up."""
+    return [
+        Queue(
+            WEBHOOK_DEAD_QUEUE,
+            dead,
+            routing_key=WEBHOOK_DEAD_QUEUE,
+            durable=True,
+            queue_arguments=_QUORUM,
+        ),
+        Queue(
+            WEBHOOK_QUEUE,
+            imports,
+            routing_key=WEBHOOK_KEY,
+            durable=True,
+            queue_arguments=work_arguments(settings, WEBHOOK_DEAD_QUEUE),
+        ),
+        *(
+            Queue(
+                webhook_retry_queue(delay),
+                retry,
+                routing_key=webhook_retry_queue(delay),
+                durable=True,
+                queue_arguments=retry_arguments(delay, WEBHOOK_KEY),
+            )
+            for delay in settings.webhook_retry_delays_seconds
+        ),
+    ]
+
+
+def work_arguments(settings: Settings, dead_key: str = DEAD_KEY) -> dict[str, Any]:
     return {
         **_QUORUM,
         "x-message-ttl": settings.work_message_ttl_seconds * 1000,
         "x-delivery-limit": settings.delivery_limit,
         "x-dead-letter-exchange": DEAD_EXCHANGE,
-        "x-dead-letter-routing-key": DEAD_KEY,
+        "x-dead-letter-routing-key": dead_key,
         **_SAFE_DEAD_LETTERS,
     }
 
 
-def retry_arguments(delay_seconds: int) -> dict[str, Any]:
-    """A wait queue: nobody consumes it; when a message's time is up it goes back to work."""
+def retry_arguments(delay_seconds: int, back_to: str = WORK_KEY) -> dict[str, Any]:
+    """A wait queue: nobody consumes it; when a message's time is up it goes back to work
+    (or to the webhooks queue)."""
     return {
         **_QUORUM,
         "x-message-ttl": delay_seconds * 1000,
         "x-dead-letter-exchange": EXCHANGE,
-        "x-dead-letter-routing-key": WORK_KEY,
+        "x-dead-letter-routing-key": back_to,
         **_SAFE_DEAD_LETTERS,
     }
 

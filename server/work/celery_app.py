@@ -18,14 +18,15 @@ def logging_is_ours(**_: object) -> None:
 def make_app() -> Celery:
     settings = get_settings()
     app = Celery("csv_import", set_as_current=True)
+    queues = topology.build(settings)
     app.conf.update(
         broker_url=settings.broker_url,
         # A publish is only done when the broker confirms it (a broker alarm can drop it).
         broker_transport_options={"confirm_publish": True},
         broker_connection_retry_on_startup=True,
-        # Both queues by default; `-Q imports.express` makes a worker that serves small
-        # jobs only (`make run` and docker compose start one).
-        task_queues=[topology.build(settings).work, topology.build(settings).express],
+        # Every queue by default; `-Q imports.express,webhooks` makes a worker that serves
+        # small jobs and webhooks only (`make run` and docker compose start one).
+        task_queues=[queues.work, queues.express, queues.webhooks],
         task_default_queue=topology.WORK_QUEUE,
         task_default_exchange=topology.EXCHANGE,
         task_default_routing_key=topology.WORK_KEY,
@@ -53,7 +54,7 @@ def make_app() -> Celery:
         worker_send_task_events=False,
         worker_consumer="server.work.consumer:ImportConsumer",
         worker_hijack_root_logger=False,
-        include=["server.work.tasks"],
+        include=["server.work.tasks", "server.webhooks.deliver"],
     )
     if settings.log_format == "json":
         # From the start, before the worker warns of anything: JSON lines like the API's.

@@ -13,6 +13,8 @@ from server.jobs.repository import get_job
 from server.jobs.status import JobStatus
 from server.progress.events import Pace, Progress, event_fields
 from server.progress.writer import ProgressWriter
+from server.webhooks.publish import publish_after_end
+from server.work.celery_app import app
 
 
 class SegmentReporter:
@@ -44,12 +46,15 @@ class SegmentReporter:
 
 def report_final(writer: ProgressWriter, engine: Engine, job_id: uuid.UUID) -> None:
     """The job row is the truth: its final state is the last event. Called once, by the
-    process that ended the job: what the job did is counted here too."""
+    process that ended the job: what the job did is counted here too, and its webhook
+    (made with its end) goes to the broker."""
     with engine.connect() as connection:
         job = get_job(connection, job_id)
     if job is not None:
         writer.write(job_id, event_fields(Progress.of(job), average_rate(job)))
         measures.job_ended(job)
+        if job.callback_url is not None:
+            publish_after_end(app, engine, job_id)
 
 
 def average_rate(job: Job) -> float | None:

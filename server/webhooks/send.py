@@ -1,0 +1,88 @@
+"""One attempt: the body signed as Standard Webhooks says, posted to the checked address."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from standardwebhooks import Webhook
+
+from server.outbound import Destination, HostNotFound, RefusedUrl, resolve
+from server.settings import IPNetwork
+
+USER_AGENT = "csv-import-webhooks"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt found: delivered (a 2xx answer), or why not."""
+
+    delivered: bool
+    status_code: int | None = None
+    error: str | None = None
+    retry: bool = True  # False: no later attempt can do better (the address is refused)
+
+
+def body_of(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def signed_headers(secret: str, delivery_id: uuid.UUID, body: str) -> dict[str, str]:
+    now = datetime.now(UTC)
+    return {
+        "webhook-id": str(delivery_id),
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(str(delivery_id), now, body),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
+
+
+def attempt(
+    url: str,
+    secret: str,
+    delivery_id: uuid.UUID,
+    body: str,
+    allowed: Sequence[IPNetwork],
+    timeout: float,
+) -> Attempt:
+    try:
+        destination = resolve(url, allowed)
+    except HostNotFound as error:
+        return Attempt(False, error=str(error))
+    except RefusedUrl as error:
+        return Attempt(False, error=str(error), retry=False)
+    headers = signed_headers(secret, delivery_id, body)
+    try:
+        status = post(destination, headers, body.encode(), timeout)
+    except httpx.HTTPError as error:
+        return Attempt(False, error=f"{type(error).__name__}: {error}")
+    if 200 <= status < 300:
+        return Attempt(True, status)
+    return Attempt(False, status, f"the receiver answered {status}")
+
+
+def post(destination: Destination, headers: dict[str, str], body: bytes, timeout: float) -> int:
+    """POST to the address that was checked (the name is not looked up again); the Host
+    header and TLS (its SNI, the certificate's name) still use the URL's host name.
+    Redirects are not followed."""
+    parts = urlsplit(destination.url)
+    address = destination.address
+    literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    pinned = urlunsplit(parts._replace(netloc=f"{literal}:{destination.port}"))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        answer = client.post(
+            pinned,
+            content=body,
+            headers={**headers, "host": host},
+            extensions={"sni_hostname": destination.host},
+        )
+    return answer.status_code
