@@ -57,11 +57,14 @@ NO_SERVICES := TEST_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:9/none
 test-fast: $(STAMP)
 	$(NO_SERVICES) $(BIN)/pytest -m unit -q $(PYTEST_ARGS)
 
-# The browser test drives Debian's Chromium (no browser download); installed when missing
-# and when we may (root, as in CI). Without it that one test is skipped.
+# The browser test drives Debian's Chromium (no browser download), and a test checks
+# docker-compose.yml with `docker-compose config`; both installed when missing and when we
+# may (root, as in CI). Without them those tests are skipped.
 browser:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v docker-compose >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 
 # Everything, with a coverage report (the API and worker processes the tests start are
 # measured too). The fault suite runs last and unmeasured: it times kills and restarts.

@@ -243,6 +243,45 @@ def test_the_compose_file_keeps_the_broker_data_and_restarts_what_runs() -> None
         assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
 
 
+def compose_command() -> list[str] | None:
+    """Docker's compose plugin, or else the standalone `docker-compose` (`make test`
+    installs Debian's where it may): both read and check the whole file."""
+    if shutil.which("docker"):
+        plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if plugin.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+@pytest.mark.parametrize("password", [None, "from-the-env-file"])
+def test_docker_compose_config_passes(password: str | None, tmp_path: Path) -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    env = {key: value for key, value in os.environ.items() if key != "POSTGRES_PASSWORD"}
+    if password:
+        env["POSTGRES_PASSWORD"] = password
+    checked = subprocess.run(
+        [
+            *command,
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    if password:
+        assert password in checked.stdout
+
+
 def test_the_compose_broker_user_has_the_password_in_its_url() -> None:
     """definitions.json keeps a salted hash (RabbitMQ's sha256 scheme): it must be the
     password in compose's BROKER_URL."""
