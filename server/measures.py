@@ -63,6 +63,13 @@ REQUEST_SECONDS = Histogram(
 SEGMENTS = Counter("csv_import_segments", "Segments run by workers, by outcome.", ["outcome"])
 RETRIES = Counter("csv_import_retries", "Transient faults that sent a job to a broker retry queue.")
 JOBS_ENDED = Counter("csv_import_jobs_ended", "Jobs that ended, by status.", ["status"])
+WEBHOOK_ATTEMPTS = Counter(
+    "csv_import_webhook_attempts",
+    "Webhook attempts, by outcome: delivered, retrying (to a wait queue), given_up.",
+    ["outcome"],
+)
+for _outcome in ("delivered", "retrying", "given_up"):
+    WEBHOOK_ATTEMPTS.labels(_outcome)  # shown at 0 before the first attempt
 ROWS_LOADED = Counter("csv_import_rows_loaded", "Rows that landed in targets.")
 ROWS_REFUSED = Counter("csv_import_rows_refused", "Rows refused, each with its reason kept.")
 QUEUE_WAIT = Histogram(

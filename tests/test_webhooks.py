@@ -45,6 +45,7 @@ from tests.support import (
     upload,
     wait_for_job,
 )
+from tests.test_operations import metric
 
 RETRY_DELAYS = [1, 2]
 VHOST = "csv_import_webhooks"
@@ -183,6 +184,15 @@ def deliveries(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     return found
 
 
+def attempts_counted(site: Site) -> dict[str, float]:
+    body = httpx.get(f"{site.url}/metrics", timeout=30).text
+    name = "csv_import_webhook_attempts_total"
+    return {
+        outcome: metric(body, f'{name}{{outcome="{outcome}"}}')
+        for outcome in ("delivered", "retrying", "given_up")
+    }
+
+
 # --- end to end ---------------------------------------------------------------------------
 
 
@@ -193,6 +203,7 @@ def test_a_receiver_that_refuses_twice_gets_each_job_end_once_and_signed(
     state, url = receiver
     content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(500))
     workers(**site.settings)
+    counted_before = attempts_counted(site)
     with site.client() as client:
         answer = upload(client, content, f"{TEST_SCHEMA}.target", callback_url=url)
         assert answer.status_code == 202, answer.text
@@ -220,6 +231,12 @@ def test_a_receiver_that_refuses_twice_gets_each_job_end_once_and_signed(
     assert payload["data"]["status"] == "completed"
     assert payload["data"]["rows_loaded"] == 500
     assert payload["data"]["url"].endswith(f"/imports/{job_id}")
+    after = attempts_counted(site)
+    assert {k: after[k] - counted_before[k] for k in after} == {
+        "delivered": 1,
+        "retrying": 2,
+        "given_up": 0,
+    }
     with pytest.raises(AssertionError):
         verify(
             "whsec_" + base64.b64encode(b"another secret, not the tenant's").decode(),

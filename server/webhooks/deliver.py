@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Literal
 
 from celery import Task
 from celery.exceptions import Reject
 from sqlalchemy import Connection
 
-from server import logs
+from server import logs, measures
 from server.api.views import job_view
 from server.jobs.model import Job
 from server.jobs.repository import get_job
 from server.settings import Settings
 from server.webhooks import deliveries, endpoints
-from server.webhooks.deliveries import Delivery
+from server.webhooks.deliveries import Delivery, DeliveryStatus
 from server.webhooks.publish import TASK_NAME, publish_delivery
 from server.webhooks.send import Attempt, attempt, body_of
 from server.work.celery_app import app
 from server.work.tasks import BROKER_FAULTS, process
 
 log = logging.getLogger(__name__)
+Outcome = Literal["delivered", "retrying", "given_up"]
+_STATUS: dict[Outcome, DeliveryStatus] = {
+    "delivered": "delivered",
+    "retrying": "pending",
+    "given_up": "failed",
+}
 
 
 @app.task(name=TASK_NAME, bind=True)
@@ -55,10 +62,7 @@ def _attempt(connection: Connection, delivery: Delivery, settings: Settings) -> 
             settings.webhook_timeout_seconds,
         )
     attempts = delivery.attempts + 1
-    last = _is_last(found, attempts, settings)
-    status: deliveries.DeliveryStatus = (
-        "delivered" if found.delivered else "failed" if last else "pending"
-    )
+    status = _STATUS[_outcome(found, attempts, settings)]
     deliveries.record_attempt(connection, delivery.id, status, found.status_code, found.error)
     return found, attempts
 
@@ -66,10 +70,12 @@ def _attempt(connection: Connection, delivery: Delivery, settings: Settings) -> 
 def _after(
     task: Task[..., str], delivery: Delivery, found: Attempt, attempts: int, settings: Settings
 ) -> str:
-    if found.delivered:
+    outcome = _outcome(found, attempts, settings)
+    measures.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+    if outcome == "delivered":
         log.info("webhook %s of job %s: delivered", delivery.id, delivery.job_id)
-        return "delivered"
-    if _is_last(found, attempts, settings):
+        return outcome
+    if outcome == "given_up":
         log.error(
             "webhook %s of job %s: given up after %s attempts: %s",
             delivery.id,
@@ -91,12 +97,16 @@ def _after(
         publish_delivery(task.app, delivery.id, delay_seconds=delay)
     except BROKER_FAULTS as error:
         raise Reject(f"broker unreachable: {error}", requeue=True) from error
-    return "retrying"
+    return outcome
 
 
-def _is_last(found: Attempt, attempts: int, settings: Settings) -> bool:
+def _outcome(found: Attempt, attempts: int, settings: Settings) -> Outcome:
     """No attempt follows one that cannot do better, nor the one after the last delay."""
-    return not found.retry or attempts > len(settings.webhook_retry_delays_seconds)
+    if found.delivered:
+        return "delivered"
+    if not found.retry or attempts > len(settings.webhook_retry_delays_seconds):
+        return "given_up"
+    return "retrying"
 
 
 def _body(connection: Connection, delivery: Delivery, job: Job, settings: Settings) -> str:
