@@ -1,4 +1,4 @@
-"""CSV import pipeline: upload, messaging, work, loading, progress, dead letters.
+"""CSV import pipeline: upload, messaging, work, loading, progress, webhooks, dead letters.
 
 The flow, and where each step lives:
 
@@ -16,6 +16,9 @@ The flow, and where each step lives:
     loading/      batches COPYed into a staging table (or straight into the target),
                   checkpoints, and the final publish of staged rows into the target.
     progress/     live progress: written to Redis by workers, streamed by the API over SSE.
+    webhooks/     a job's end posted to its callback URL: recorded with the end, published,
+                  signed (Standard Webhooks) and retried through broker wait queues;
+                  outbound.py says which addresses such requests may reach.
     deadletters/  listing, replaying and purging imports.dead.
     keys/         API keys and tenants, event-stream tokens, the signing secret.
     housekeeping.py  what is removed after the retention periods.
