@@ -12,8 +12,8 @@ subprocess.check_call([sys.executable, '-m', 'pip', 'install', '--no-cache-dir',
 COPY alembic.ini ./
 COPY server ./server
 RUN pip install --no-cache-dir --no-deps . && useradd --create-home app \
-    && mkdir -p /data/uploads /data/state /data/metrics \
-    && chown app /data/uploads /data/state /data/metrics
+    && mkdir -p /data/uploads /data/state /data/metrics /data/rabbitmq \
+    && chown app /data/uploads /data/state /data/metrics /data/rabbitmq
 USER app
 EXPOSE 8000
 CMD ["python", "-m", "server.run", "api"]

@@ -7,12 +7,11 @@ The URLs point at free ports, and the whole `var/` is a temporary directory.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -29,6 +28,7 @@ import pytest
 from kombu import Connection
 from sqlalchemy.engine import make_url
 
+from server.messaging import definitions
 from server.run import port_taken
 from server.services import CannotStart, compose
 from server.services.bring_up import refuse_to_start, services
@@ -218,9 +218,11 @@ def test_compose_urls_are_the_ones_compose_services_accept() -> None:
         inside = re.search(rf"{variable}: (\S+)", text)
         assert inside is not None
         written = inside.group(1).replace("${POSTGRES_PASSWORD:-postgres}", "postgres")
+        written = written.replace("${RABBITMQ_PASSWORD:-csvimport}", "csvimport")
         assert written == urls[key].replace("127.0.0.1", key)
         assert f'"127.0.0.1:{compose.PORTS[key]}:{compose.PORTS[key]}"' in text
     assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-postgres}" in text
+    assert "RABBITMQ_PASSWORD: ${RABBITMQ_PASSWORD:-csvimport}" in text
 
 
 def test_compose_postgres_password_comes_from_the_environment(
@@ -235,7 +237,8 @@ def test_the_compose_file_keeps_the_broker_data_and_restarts_what_runs() -> None
     yaml = pytest.importorskip("yaml")
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert services["rabbitmq"]["hostname"] == "rabbitmq"
-    running = {name for name, service in services.items() if name != "migrate"}
+    one_shot = {"migrate", "rabbitmq-definitions"}
+    running = {name for name in services if name not in one_shot}
     assert {name for name in running if services[name].get("restart") == "unless-stopped"} == (
         running
     )
@@ -282,15 +285,64 @@ def test_docker_compose_config_passes(password: str | None, tmp_path: Path) -> N
         assert password in checked.stdout
 
 
-def test_the_compose_broker_user_has_the_password_in_its_url() -> None:
-    """definitions.json keeps a salted hash (RabbitMQ's sha256 scheme): it must be the
-    password in compose's BROKER_URL."""
-    users = json.loads((ROOT / "rabbitmq" / "definitions.json").read_text())["users"]
+@pytest.mark.parametrize("password", [None, "chosen-in-dot-env"])
+def test_the_compose_broker_user_has_the_password_in_its_url(
+    password: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The definitions compose writes before the broker starts keep a salted hash of
+    RABBITMQ_PASSWORD: it must be the password in compose's BROKER_URL."""
+    monkeypatch.delenv("RABBITMQ_PASSWORD", raising=False)
+    if password:
+        monkeypatch.setenv("RABBITMQ_PASSWORD", password)
+    path = tmp_path / "definitions.json"
+    assert definitions.main([str(path)]) == 0
+    written = json.loads(path.read_text())
     broker = Connection(compose.urls()["rabbitmq"])
-    password = broker.password or ""
-    (user,) = [user for user in users if user["name"] == broker.userid]
-    salted = base64.b64decode(user["password_hash"])
-    assert hashlib.sha256(salted[:4] + password.encode()).digest() == salted[4:]
+    assert broker.password == (password or "csvimport")
+    (user,) = [user for user in written["users"] if user["name"] == broker.userid]
+    assert definitions.password_matches(broker.password, user["password_hash"])
+    assert not definitions.password_matches("another", user["password_hash"])
+    # The written topology is the one the module declares (and the file in rabbitmq/).
+    on_disk = json.loads((ROOT / "rabbitmq" / "definitions.json").read_text())
+    for key in ("exchanges", "queues", "bindings"):
+        assert sorted(json.dumps(item, sort_keys=True) for item in written[key]) == sorted(
+            json.dumps(item, sort_keys=True) for item in on_disk[key]
+        )
+
+
+def test_rabbitmq_itself_takes_the_password_whose_hash_the_definitions_keep(
+    prepared: None,
+) -> None:
+    """The hash is RabbitMQ's own scheme: a broker that imports it lets the user in."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed")
+    vhost = Connection(os.environ["BROKER_URL"]).virtual_host
+    user, password = f"csvimport_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
+    made = definitions.definitions(Settings(), user, password, vhost)
+    partial = {key: made[key] for key in ("users", "permissions")}
+    path = Path(tempfile.mkdtemp()) / "users.json"
+    path.write_text(json.dumps(partial))
+    path.parent.chmod(0o755)
+    path.chmod(0o644)
+    subprocess.run(["rabbitmqctl", "-q", "import_definitions", str(path)], check=True)
+    try:
+        with Connection(
+            f"amqp://{user}:{password}@127.0.0.1:{Connection(os.environ['BROKER_URL']).port}"
+            f"/{vhost}",
+            connect_timeout=10,
+        ) as broker:
+            broker.ensure_connection(max_retries=1)
+        with (
+            pytest.raises(Exception, match="ACCESS_REFUSED"),
+            Connection(
+                f"amqp://{user}:wrong@127.0.0.1:{Connection(os.environ['BROKER_URL']).port}"
+                f"/{vhost}",
+                connect_timeout=10,
+            ) as refused,
+        ):
+            refused.ensure_connection(max_retries=1)
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", user], check=False)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from dotenv import dotenv_values
 
+from server.messaging import definitions
 from server.services import CannotStart
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
@@ -21,18 +22,21 @@ DEFAULT_POSTGRES_PASSWORD = "postgres"  # noqa: S105 - compose's own default, do
 
 def urls() -> dict[str, str]:
     """The URLs that reach compose's services from this machine, with the users and
-    passwords they are made with (RabbitMQ's user comes from rabbitmq/definitions.json)."""
-    password = (
-        os.environ.get("POSTGRES_PASSWORD")
-        or dotenv_values(COMPOSE_FILE.parent / ".env").get("POSTGRES_PASSWORD")
-        or DEFAULT_POSTGRES_PASSWORD
-    )
+    passwords they are made with (RabbitMQ's user: server/messaging/definitions.py)."""
+    postgres = quote(_compose_value("POSTGRES_PASSWORD", DEFAULT_POSTGRES_PASSWORD), safe="")
+    rabbit = quote(_compose_value("RABBITMQ_PASSWORD", definitions.DEFAULT_PASSWORD), safe="")
     return {
-        "postgres": f"postgresql+psycopg2://postgres:{quote(password, safe='')}@127.0.0.1:5432"
-        "/csv_import",
+        "postgres": f"postgresql+psycopg2://postgres:{postgres}@127.0.0.1:5432/csv_import",
         "redis": "redis://127.0.0.1:6379/0",
-        "rabbitmq": "amqp://csvimport:csvimport@127.0.0.1:5672//",
+        "rabbitmq": f"amqp://{definitions.USER}:{rabbit}@127.0.0.1:5672//",
     }
+
+
+def _compose_value(name: str, default: str) -> str:
+    """What compose itself reads: the environment, else `.env` beside the file."""
+    return (
+        os.environ.get(name) or dotenv_values(COMPOSE_FILE.parent / ".env").get(name) or default
+    )
 
 
 def engine_running() -> bool:
