@@ -15,6 +15,7 @@ from server.db import metadata
 from server.jobs import tables as job_tables  # noqa: F401 - the tables join the metadata
 from server.jobs.migrate import VERSION_TABLE, alembic_config, upgrade
 from server.keys import tables as key_tables  # noqa: F401
+from server.webhooks import tables as webhook_tables  # noqa: F401
 from tests.conftest import ENV
 from tests.harness import ROOT, Database
 

@@ -34,9 +34,7 @@ def urls() -> dict[str, str]:
 
 def _compose_value(name: str, default: str) -> str:
     """What compose itself reads: the environment, else `.env` beside the file."""
-    return (
-        os.environ.get(name) or dotenv_values(COMPOSE_FILE.parent / ".env").get(name) or default
-    )
+    return os.environ.get(name) or dotenv_values(COMPOSE_FILE.parent / ".env").get(name) or default
 
 
 def engine_running() -> bool:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, func, select, text, update
 
-from server.jobs.tables import webhook_deliveries
+from server.webhooks.tables import webhook_deliveries
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 _ERROR_LENGTH = 500

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert
 
-from server.jobs.tables import tenant_webhooks
+from server.webhooks.tables import tenant_webhooks
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 SECRET_BYTES = 32
