@@ -25,7 +25,7 @@ The flow, and where each step lives:
 
 Around the flow: settings.py (one settings object), db.py (engines, the table metadata),
 logs.py (text or JSON lines, with job id, tenant and request id), measures.py (the
-Prometheus metrics, counted where things happen),
+Prometheus metrics, counted where things happen), dashboard.py (a Grafana dashboard of them),
 run.py (every process's command line), setup.py (database, migrations, broker, first key),
 services/ (the PostgreSQL, Redis and RabbitMQ that `make run` starts when they do not answer),
 client.py (the terminal client), demo/ (the demo table and file), web/ (the page),

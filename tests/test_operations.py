@@ -16,6 +16,7 @@ import redis
 from kombu import Connection
 from sqlalchemy import Engine, create_engine
 
+from server import dashboard
 from server.housekeeping import clean
 from server.messaging.topology import DEAD_QUEUE, WORK_QUEUE, build
 from server.progress.events import snapshot_key, stream_key
@@ -233,3 +234,14 @@ def _get(url: str) -> str | None:
         return httpx.get(url, timeout=5).text
     except httpx.TransportError:
         return None
+
+
+def test_the_dashboard_asks_only_for_metrics_that_exist(client: httpx.Client) -> None:
+    """Every series a panel of `python -m server.dashboard` queries is served by /metrics."""
+    served = {line.split("{")[0].split(" ")[0] for line in scrape(client).splitlines()}
+    asked = {name for expr in dashboard.queries() for name in re.findall(r"csv_import_\w+", expr)}
+    assert asked
+    assert asked - served == set()
+    panels = dashboard.dashboard()["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    assert all(panel["gridPos"]["x"] + panel["gridPos"]["w"] <= dashboard.WIDTH for panel in panels)

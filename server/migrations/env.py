@@ -25,8 +25,8 @@ from server.db import metadata
 from server.jobs import tables as job_tables  # noqa: F401 - the tables join the metadata
 from server.jobs.migrate import SHARED_VERSION_TABLE, VERSION_TABLE
 from server.keys import tables as key_tables  # noqa: F401
-from server.webhooks import tables as webhook_tables  # noqa: F401
 from server.settings import get_settings
+from server.webhooks import tables as webhook_tables  # noqa: F401
 
 
 def run_migrations() -> None:
