@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, func, select, update
 
 from server.webhooks.tables import webhook_deliveries
 
@@ -68,9 +68,7 @@ def unpublished(
     if job_id is not None:
         query = query.where(d.job_id == job_id)
     else:
-        query = query.where(
-            d.created_at < func.now() - text(f"interval '{float(grace_seconds)} seconds'")
-        )
+        query = query.where(d.created_at < func.now() - timedelta(seconds=grace_seconds))
     return list(connection.execute(query).scalars())
 
 
