@@ -55,10 +55,10 @@ def accept(
     job_id = uuid.UUID(upload.key.removesuffix(".csv"))
     try:
         with engine.begin() as connection:
-            target = _load_target(connection, tenant, options.target, settings)
+            target = load_tenant_target(connection, tenant, options.target, settings)
             column_map = match_header(head.header, target, options.mapping)
             keys = check_key(column_map, target, options.key) if options.mode == "upsert" else []
-            formats = _formats_of(head, target, column_map, options, upload)
+            formats = formats_of(head, target, column_map, options, upload)
             callback = callback_url(connection, tenant, options, settings)
             job = repository.insert_job(
                 connection,
@@ -99,7 +99,9 @@ def accept(
     return job
 
 
-def _load_target(connection: Connection, tenant: Tenant, name: str, settings: Settings) -> Target:
+def load_tenant_target(
+    connection: Connection, tenant: Tenant, name: str, settings: Settings
+) -> Target:
     """A target the operator allows and the tenant may use; the same refusal for both, so
     that a tenant learns nothing of the tables kept from it."""
     if not tenant.allows(name):
@@ -130,7 +132,7 @@ def callback_url(
     return url
 
 
-def _formats_of(
+def formats_of(
     head: Head, target: Target, column_map: ColumnMap, options: ImportOptions, upload: Upload
 ) -> Formats:
     """The number and date formats: the upload's, or what the first rows decide. A sheet's

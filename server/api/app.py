@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from server import logs
-from server.api import errors, imports, metrics, operations, sweeper, workers
+from server.api import errors, imports, metrics, operations, preview, sweeper, workers
 from server.api.deps import Services
 from server.api.requests import RequestIds
 from server.api.schemas import ProgressEvent
@@ -88,6 +88,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestIds)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
+    app.include_router(preview.router)
     app.include_router(imports.router)
     app.include_router(operations.router)
     app.include_router(metrics.router)

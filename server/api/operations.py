@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from server.api.auth import TenantDep
 from server.api.deps import Services, ServicesDep
-from server.api.schemas import Check, ColumnView, Health, TargetList, TargetView, errors
-from server.targets import Target, UnknownTarget, allowed_tables, load_target
+from server.api.schemas import Check, Health, TargetList, errors
+from server.api.views import target_view
+from server.targets import UnknownTarget, allowed_tables, load_target
 
 router = APIRouter(tags=["operations"])
 TIMEOUT = 3.0
@@ -83,19 +84,7 @@ def targets(services: ServicesDep, tenant: TenantDep) -> TargetList:
             if not tenant.allows(name):
                 continue
             try:
-                found.append(_target_view(load_target(connection, name, allow_list)))
+                found.append(target_view(load_target(connection, name, allow_list)))
             except UnknownTarget:
                 continue
     return TargetList(items=found)
-
-
-def _target_view(target: Target) -> TargetView:
-    return TargetView(
-        name=target.name,
-        primary_key=list(target.primary_key),
-        unique_keys={name: list(columns) for name, columns in target.unique_keys.items()},
-        columns=[
-            ColumnView(name=c.name, type=c.type, required=c.required, nullable=c.nullable)
-            for c in target.columns
-        ],
-    )

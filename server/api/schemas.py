@@ -216,3 +216,42 @@ class ProgressEvent(BaseModel):
     rows_per_second: float | None
     eta_seconds: float | None
     error: str | None
+
+
+class MatchView(BaseModel):
+    header: str
+    column: str | None = Field(description="the column it fills; null: ignored")
+    matched_by: Literal["mapping", "name", "normalised name"] | None
+
+
+class PreviewRowView(BaseModel):
+    line: int
+    values: dict[str, str | None] = Field(
+        description="column → the text PostgreSQL would be given (null: NULL); for a row "
+        "with problems, the values as the file writes them"
+    )
+    problems: list[ProblemView] = Field(description="why the row would be refused, per cell")
+
+
+class PreviewView(BaseModel):
+    file_name: str
+    bytes_total: int = Field(description="the file's size, unpacked if it came compressed")
+    bytes_read: int = Field(description="how much of its head the preview read")
+    compression: str | None
+    encoding: str
+    encoding_confidence: float | None
+    delimiter: str
+    line_terminator: Literal["LF", "CRLF", "CR"]
+    decimal: str | None
+    date_format: str | None
+    header: list[str]
+    target: TargetView
+    mapping: list[MatchView] = Field(description="how each header maps to a column")
+    unfilled: list[ColumnView] = Field(
+        description="the table's columns that no header fills (`required` ones refuse the upload)"
+    )
+    rows: list[PreviewRowView]
+    problem: ProblemView | None = Field(
+        description="what an upload with the same fields would be refused for, if anything"
+    )
+    warnings: list[WarningView]

@@ -7,8 +7,17 @@ import io
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
-from server.api.schemas import DeliveryView, JobView, ProblemView, RefusedRowView, WarningView
+from server.api.schemas import (
+    ColumnView,
+    DeliveryView,
+    JobView,
+    ProblemView,
+    RefusedRowView,
+    TargetView,
+    WarningView,
+)
 from server.jobs.model import Job, RefusedRow
+from server.targets import Column, Target
 from server.webhooks.deliveries import Delivery
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -64,6 +73,21 @@ def delivery_view(delivery: Delivery) -> DeliveryView:
         last_error=delivery.last_error,
         last_attempt_at=delivery.last_attempt_at,
         delivered_at=delivery.delivered_at,
+    )
+
+
+def target_view(target: Target) -> TargetView:
+    return TargetView(
+        name=target.name,
+        primary_key=list(target.primary_key),
+        unique_keys={name: list(columns) for name, columns in target.unique_keys.items()},
+        columns=[column_view(column) for column in target.columns],
+    )
+
+
+def column_view(column: Column) -> ColumnView:
+    return ColumnView(
+        name=column.name, type=column.type, required=column.required, nullable=column.nullable
     )
 
 

@@ -34,6 +34,33 @@ def normalise(name: str) -> str:
     return _SEPARATORS.sub("_", name.strip().lstrip("\ufeff").strip().lower()).strip("_")
 
 
+@dataclass(frozen=True)
+class HeaderMatch:
+    header: str
+    column: str | None  # the column it fills, or None: ignored
+    by: str | None  # "mapping", "name" or "normalised name"
+
+
+def describe_matches(
+    header: list[str], target: Target, mapping: dict[str, str] | None = None
+) -> list[HeaderMatch]:
+    """How each header finds its column, as `match_header` matches them, without refusing
+    anything: what a person fixing the mapping needs to see."""
+    names = {column.name for column in target.columns}
+    by_name = {normalise(column.name): column.name for column in target.columns}
+    found = []
+    for name in header:
+        if (mapping or {}).get(name) in names:
+            found.append(HeaderMatch(name, (mapping or {})[name], "mapping"))
+        elif name in names:
+            found.append(HeaderMatch(name, name, "name"))
+        elif normalise(name) in by_name:
+            found.append(HeaderMatch(name, by_name[normalise(name)], "normalised name"))
+        else:
+            found.append(HeaderMatch(name, None, None))
+    return found
+
+
 def match_header(
     header: list[str], target: Target, mapping: dict[str, str] | None = None
 ) -> ColumnMap:
