@@ -33,7 +33,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from server.jobs.status import FINISHED
+from server.jobs.status import AT_REST
 
 console = Console(stderr=True)
 KEY_FILE = Path("var/api-key")
@@ -133,7 +133,7 @@ def follow(http: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
                 rate=f"{rate:,.0f} rows/s" if rate else "",
             )
             last = state
-            if event.kind in FINISHED:
+            if event.kind in AT_REST:
                 break
     return last
 

@@ -3,8 +3,10 @@
 After `RETENTION_SECONDS`, a finished job's uploaded file, staging table and Redis keys are
 removed (a failed job can be replayed until then). After `RECORD_RETENTION_SECONDS`, its
 record goes too, with its refused rows and segment log. Staging tables without a live job
-and half-written uploads are removed as well. Runs in the API's background loop; several
-API processes share the work without doing it twice (rows are locked, SKIP LOCKED).
+and half-written uploads are removed as well, and a dry run's validated job that nobody
+committed within `VALIDATED_TTL_SECONDS` is cancelled (its staged rows dropped). Runs in
+the API's background loop; several API processes share the work without doing it twice
+(rows are locked, SKIP LOCKED).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from sqlalchemy import Connection, Engine
 
 from server.db import raw_cursor
 from server.jobs import repository
+from server.jobs.status import JobStatus
 from server.loading import staging
+from server.loading.segment import end_job
 from server.progress.events import snapshot_key, stream_key
+from server.progress.writer import ProgressWriter
 from server.settings import Settings
 from server.storage import Storage
+from server.work.reporting import report_final
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -33,10 +39,12 @@ class Cleaned:
     records: int = 0
     orphans: int = 0
     parts: int = 0
+    expired: int = 0
 
 
 def clean(engine: Engine, storage: Storage, settings: Settings) -> Cleaned:
     result = Cleaned()
+    result.expired = expire_validated(engine, settings)
     result.jobs = clean_finished_jobs(engine, storage, settings)
     with engine.begin() as connection:
         result.records = repository.delete_records(connection, settings.record_retention_seconds)
@@ -45,6 +53,21 @@ def clean(engine: Engine, storage: Storage, settings: Settings) -> Cleaned:
     if any(vars(result).values()):
         log.info("housekeeping: %s", result)
     return result
+
+
+def expire_validated(engine: Engine, settings: Settings) -> int:
+    """Validated jobs left uncommitted too long: cancelled, and told as any job end is."""
+    why = f"not committed within VALIDATED_TTL_SECONDS ({settings.validated_ttl_seconds:g} s)"
+    with engine.begin() as connection:
+        expired = repository.expired_validated(connection, settings.validated_ttl_seconds, BATCH)
+        for job_id in expired:
+            end_job(connection, job_id, JobStatus.CANCELLED, why)
+    if expired:
+        writer = ProgressWriter(settings.redis_url)
+        for job_id in expired:
+            report_final(writer, engine, job_id)
+        writer.close()
+    return len(expired)
 
 
 def clean_finished_jobs(engine: Engine, storage: Storage, settings: Settings) -> int:

@@ -94,7 +94,10 @@ def first_segment(job: Job) -> None:
 
 
 def job_ended(job: Job) -> None:
-    """Counted once, by the process that ended the job."""
+    """Counted once, by the process that ended the job (a validated job has not ended: its
+    commit ends it)."""
+    if job.status is JobStatus.VALIDATED:
+        return
     JOBS_ENDED.labels(job.status.value).inc()
     ROWS_REFUSED.inc(job.rows_refused)
     if job.status is not JobStatus.COMPLETED:

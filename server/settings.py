@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     # `retention_seconds` (a failed job can be replayed until then); its record and refused
     # rows after `record_retention_seconds`.
     housekeeping_seconds: float = 300.0
+    # A dry run's validated job waits this long for its commit, then is cancelled.
+    validated_ttl_seconds: float = Field(default=24 * 3600, ge=0)
     retention_seconds: int = 7 * 24 * 3600
     record_retention_seconds: int = 90 * 24 * 3600
 

@@ -18,7 +18,7 @@ from server.api import upload
 from server.api.accept import DuplicateKey, accept
 from server.api.auth import EventsJobDep, TenantDep, events_token
 from server.api.deps import HubDep, Services, ServicesDep
-from server.api.errors import job_not_found
+from server.api.errors import ApiError, job_not_found
 from server.api.options import UPLOAD_FORM, parse_options
 from server.api.schemas import (
     JobPage,
@@ -31,10 +31,13 @@ from server.api.schemas import (
 from server.api.unpack import UnpackLimits
 from server.api.views import job_view, refused_csv, refused_view
 from server.api.workbook import read_sheet
+from server.db import raw_cursor
+from server.housekeeping import forget_progress
 from server.jobs import repository
 from server.jobs.model import Job
-from server.jobs.status import FINISHED, JobStatus
+from server.jobs.status import AT_REST, JobStatus
 from server.keys.keys import Tenant
+from server.loading import staging
 from server.loading.segment import interrupt
 from server.messaging.publish import publish_job
 from server.progress.events import Progress, event_fields
@@ -198,7 +201,7 @@ def get_import(
 @router.post(
     "/{job_id}/cancel",
     status_code=202,
-    summary="Cancel a queued or running import",
+    summary="Cancel a queued, running or validated import",
     responses=errors(401, 404, 422),
 )
 def cancel_import(
@@ -212,16 +215,91 @@ def cancel_import(
         # Committed first: the worker, interrupted, must find the cancel when it looks.
         with services.engine.begin() as connection:
             interrupt(connection, job.id)
-    if job.status is JobStatus.CANCELLED:
-        # No worker will see a job cancelled while queued: say so here.
-        writer = ProgressWriter(services.settings.redis_url)
-        writer.write(job.id, event_fields(Progress.of(job)))
-        writer.close()
-        if before.status is JobStatus.QUEUED:
-            measures.job_ended(job)  # ended here, and by nobody else
-            if job.callback_url is not None:
-                publish_after_end(services.celery, services.engine, job.id)
+    if job.status is JobStatus.CANCELLED and before.status in _CANCELLED_HERE:
+        # No worker will see a job cancelled while queued or validated: say so here.
+        if before.status is JobStatus.VALIDATED:
+            with services.engine.begin() as connection:
+                staging.drop(raw_cursor(connection), job.id)
+        _ended_here(services, job)
     return _view(job, request, services)
+
+
+_CANCELLED_HERE = (JobStatus.QUEUED, JobStatus.VALIDATED)
+
+
+def _ended_here(services: Services, job: Job) -> None:
+    """What the process that ended a job tells: the final event, the counts, the webhook."""
+    writer = ProgressWriter(services.settings.redis_url)
+    writer.write(job.id, event_fields(Progress.of(job)))
+    writer.close()
+    measures.job_ended(job)
+    if job.callback_url is not None:
+        publish_after_end(services.celery, services.engine, job.id)
+
+
+@router.post(
+    "/{job_id}/commit",
+    status_code=202,
+    summary="Publish the rows a dry run validated",
+    description="The job goes back to the queue and publishes exactly the rows its dry run "
+    "staged, in one transaction; committing again (or from two clients at once) lands them "
+    "once.",
+    responses=errors(401, 404, 409, 422),
+)
+def commit_import(
+    job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
+) -> JobView:
+    _job(services, tenant, job_id)
+    with services.engine.begin() as connection:
+        committed = repository.commit_validated(connection, job_id)
+        job = repository.get_job(connection, job_id)
+    assert job is not None
+    if committed:
+        _queue_again(services, job)
+    elif not job.options.dry_run:
+        raise ApiError(409, "not_a_dry_run", "only a dry run's job can be committed")
+    elif not job.options.committed:
+        raise ApiError(
+            409,
+            "not_validated",
+            f"the job is {job.status}: only a validated job can be committed",
+            job_status=job.status.value,
+        )
+    return _view(job, request, services)
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    summary="Queue a failed import again, from its checkpoint",
+    description="What the dead-letter tool's replay does, for one job of your own: it "
+    "resumes where it stopped, so no row is loaded twice.",
+    responses=errors(401, 404, 409, 422),
+)
+def retry_import(
+    job_id: uuid.UUID, request: Request, services: ServicesDep, tenant: TenantDep
+) -> JobView:
+    before = _job(services, tenant, job_id)
+    if before.status is not JobStatus.FAILED:
+        raise ApiError(
+            409,
+            "not_failed",
+            f"the job is {before.status}: only a failed job can be retried",
+            job_status=before.status.value,
+        )
+    with services.engine.begin() as connection:
+        repository.reset_for_replay(connection, job_id)
+        job = repository.get_job(connection, job_id)
+    assert job is not None
+    _queue_again(services, job)
+    return _view(job, request, services)
+
+
+def _queue_again(services: Services, job: Job) -> None:
+    """A job at rest, queued again: its old events go (their last one said it stopped),
+    and its message is published."""
+    forget_progress(services.settings.redis_url, [job.id])
+    publish_now(services, job.id, job.bytes_total)
 
 
 # Each event of the stream (OpenAPI before 3.2 has `schema` describe one event).
@@ -229,7 +307,7 @@ _EVENT = {
     "type": "object",
     "required": ["event", "data"],
     "properties": {
-        "event": {"type": "string", "enum": ["progress", *sorted(FINISHED)]},
+        "event": {"type": "string", "enum": ["progress", *sorted(AT_REST)]},
         "id": {"type": "string", "description": "resume after it with Last-Event-ID"},
         "data": {
             "type": "string",

@@ -63,6 +63,12 @@ UPLOAD_FORM = {
                     "null_markers": {"type": "string", "description": "comma-separated"},
                     "max_errors": {"type": "integer", "minimum": 0},
                     "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                    "dry_run": {
+                        "type": "boolean",
+                        "description": "validate the whole file into staging and stop "
+                        "(status `validated`), the target untouched, until "
+                        "`POST /imports/{id}/commit`",
+                    },
                     "callback_url": {
                         "type": "string",
                         "format": "uri",
@@ -90,6 +96,7 @@ class ImportOptions(BaseModel):
     max_errors: int | None = Field(default=None, ge=0)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     callback_url: str | None = None
+    dry_run: bool = False
 
     @field_validator("encoding")
     @classmethod
@@ -174,6 +181,7 @@ class ImportOptions(BaseModel):
             self.max_error_rate,
             formats.decimal,
             formats.date_format,
+            dry_run=self.dry_run,
         )
 
 

@@ -34,6 +34,7 @@ _WHY = {
     403: "The key is not an operator's",
     404: "No such import (or another tenant's: the same answer)",
     408: "The upload stalled: nothing arrived for `UPLOAD_IDLE_SECONDS`",
+    409: "The import is not in a status that allows this (the body says which it is)",
     413: "The file (or a form field) is larger than the limit",
     415: "Not multipart/form-data, or a file that is not text",
     422: "A field, parameter or the file's header is not acceptable",

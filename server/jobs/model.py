@@ -31,10 +31,17 @@ class JobOptions:
     sheet: str | None = None  # the workbook's sheet the file was read from
     # (line, row): where the sheet's row numbers stop being the CSV's line numbers.
     sheet_shifts: tuple[tuple[int, int], ...] = ()
+    dry_run: bool = False  # stop staged and checked (validated) until a commit
+    committed: bool = False  # a dry run's commit came: publish the rows this time
 
     @property
     def formats(self) -> Formats:
         return Formats(self.decimal, self.date_format)
+
+    @property
+    def validates_only(self) -> bool:
+        """A dry run not committed yet: stage and check, publish nothing."""
+        return self.dry_run and not self.committed
 
     def line_in_upload(self, line: int) -> int:
         """A line of the stored CSV as the user knows it: a sheet's row number, or itself."""
@@ -64,6 +71,8 @@ class JobOptions:
             "compression": self.compression,
             "sheet": self.sheet,
             "sheet_shifts": [list(pair) for pair in self.sheet_shifts],
+            "dry_run": self.dry_run,
+            "committed": self.committed,
         }
 
 

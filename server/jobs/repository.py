@@ -18,12 +18,14 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     case,
+    cast,
     delete,
     func,
     insert,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from server.db import copy_text, raw_cursor
 from server.jobs.model import Checkpoint, Job, RefusedRow, SegmentRecord
@@ -119,8 +121,9 @@ def mark_republished(connection: Connection, job_id: uuid.UUID) -> None:
 
 
 def request_cancel(connection: Connection, job_id: uuid.UUID) -> Job | None:
-    """A queued job is cancelled at once; a running one stops at its next batch."""
-    queued = jobs.status == JobStatus.QUEUED
+    """A queued or validated job is cancelled at once; a running one stops at its next
+    batch."""
+    queued = jobs.status.in_([JobStatus.QUEUED, JobStatus.VALIDATED])
     connection.execute(
         update(import_jobs)
         .where(jobs.id == job_id, jobs.status.not_in(FINISHED))
@@ -338,13 +341,58 @@ def unstage(connection: Connection, job_id: uuid.UUID, refused: int, superseded:
     )
 
 
+def validate(
+    connection: Connection, job_id: uuid.UUID, loaded: int, refused: int, superseded: int
+) -> None:
+    """A dry run's end: every line accounted for, the rows to publish staged."""
+    connection.execute(
+        update(import_jobs)
+        .where(jobs.id == job_id)
+        .values(
+            status=JobStatus.VALIDATED,
+            rows_loaded=loaded,
+            rows_refused=refused,
+            rows_superseded=superseded,
+            checkpoint_offset=jobs.bytes_total,
+            updated_at=func.clock_timestamp(),
+        )
+    )
+
+
+def commit_validated(connection: Connection, job_id: uuid.UUID) -> bool:
+    """A validated job back to queued, committed, to be published; False if it was not
+    validated (two commits at once: one of them wins)."""
+    done = connection.execute(
+        update(import_jobs)
+        .where(jobs.id == job_id, jobs.status == JobStatus.VALIDATED)
+        .values(
+            status=JobStatus.QUEUED,
+            options=jobs.options.op("||")(cast({"committed": True}, JSONB)),
+            published_at=None,
+            updated_at=func.now(),
+        )
+    )
+    return done.rowcount == 1
+
+
+def expired_validated(connection: Connection, ttl_seconds: float, limit: int) -> list[uuid.UUID]:
+    """Validated jobs nobody committed within `ttl_seconds`."""
+    query = (
+        select(jobs.id)
+        .where(jobs.status == JobStatus.VALIDATED, jobs.updated_at < _ago(ttl_seconds))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(connection.execute(query).scalars())
+
+
 def end_job(
     connection: Connection, job_id: uuid.UUID, status: JobStatus, error: str | None
 ) -> bool:
     """A job that has not ended yet ends with `status`; False if it had ended already."""
     done = connection.execute(
         update(import_jobs)
-        .where(jobs.id == job_id, jobs.status.in_(ACTIVE))
+        .where(jobs.id == job_id, jobs.status.in_([*ACTIVE, JobStatus.VALIDATED]))
         .values(status=status, error=error, finished_at=func.now(), updated_at=func.now())
     )
     return done.rowcount == 1

@@ -269,6 +269,7 @@ class _Runner:
         """A first attempt at appending a small enough file, every field to a column."""
         return (
             job.mode == "append"
+            and not job.options.dry_run
             and job.segments == 1
             and None not in names
             and job.bytes_total <= self.settings.one_transaction_max_bytes
@@ -363,9 +364,14 @@ class _Runner:
         while True:
             started = time.monotonic()
             try:
-                with self.connection.begin():
+                with self.connection.begin() as transaction:
                     written, now = finisher.insert()
-                    self._complete(written, written, now.rows_refused, now.rows_superseded)
+                    if finisher.options.validates_only:
+                        transaction.rollback()  # a dry run: the insert only proved it goes
+                    else:
+                        self._complete(written, written, now.rows_refused, now.rows_superseded)
+                if finisher.options.validates_only:
+                    return self._validated(written, now)
             except REFUSED_INSERT as error:
                 log.info(
                     "job %s: the insert was refused (%s); finding the rows",
@@ -394,6 +400,23 @@ class _Runner:
         repository.complete(self.connection, self.job_id, published, loaded, refused, superseded)
         staging.drop(raw_cursor(self.connection), self.job_id)
         self._end_segment(JobStatus.COMPLETED)
+
+    def _validated(self, written: int, now: Job) -> Outcome:
+        """A dry run's insert went through and was rolled back: the staged rows are what a
+        commit publishes."""
+        with self.connection.begin():
+            repository.validate(
+                self.connection, self.job_id, written, now.rows_refused, now.rows_superseded
+            )
+            self._end_segment(JobStatus.VALIDATED)
+        log.info(
+            "job %s: validated, %s rows to publish on commit, %s refused, %s superseded",
+            self.job_id,
+            written,
+            now.rows_refused,
+            now.rows_superseded,
+        )
+        return Outcome.FINISHED
 
     def cancel(self) -> None:
         self._finish(JobStatus.CANCELLED, None)

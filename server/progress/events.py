@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.jobs.model import Job
-from server.jobs.status import FINISHED, JobStatus
+from server.jobs.status import AT_REST, JobStatus
 
 # At most about four events a second per job, whatever the batch size.
 MIN_INTERVAL_SECONDS = 0.25
@@ -46,7 +46,8 @@ class Progress:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        """Its stream ends here: the job ended, or rests validated."""
+        return self.status in AT_REST
 
 
 def event_fields(
@@ -70,8 +71,8 @@ def event_fields(
 
 
 def is_final(fields: dict[str, Any]) -> bool:
-    """Whether an event's fields say the job has ended."""
-    return fields["status"] in FINISHED
+    """Whether an event's fields end the job's stream (it ended, or rests validated)."""
+    return fields["status"] in AT_REST
 
 
 @dataclass

@@ -48,7 +48,7 @@ def _first(job: Job, latest: Entry | None) -> Entry:
     """The current state: the last entry, unless the job's row says it has ended."""
     if latest is not None and latest.final:
         return latest
-    if job.status.finished:
+    if job.status.at_rest:
         # Ended, and Redis not told yet: a worker writes the end only after committing it.
         return Entry.of(event_fields(Progress.of(job)), None)
     if latest is not None:
@@ -82,7 +82,7 @@ async def _arriving(
                 return
         if not entries:
             job = await _job(hub, job_id)
-            if job.status.finished:
+            if job.status.at_rest:
                 # The job ended and Redis has not heard of it (the worker writes the end only
                 # after committing it, and may have died in between): its row has the last word.
                 yield Entry.of(event_fields(Progress.of(job)), None)
