@@ -21,12 +21,13 @@ from sqlalchemy import Engine
 
 from server.db import raw_cursor
 from server.deadletters.letters import DeadLetter, Selection, read_letter
+from server.housekeeping import forget_progress
 from server.jobs import repository
 from server.jobs.status import JobStatus
 from server.loading import staging
 from server.messaging import topology
 from server.messaging.publish import publish_job
-from server.settings import Settings
+from server.settings import Settings, get_settings
 
 # How many dead messages one run holds at most; run again for more.
 MAX_HELD = 10_000
@@ -99,6 +100,8 @@ def replay(
         elif not dry_run:
             with engine.begin() as connection:
                 repository.reset_for_replay(connection, uuid.UUID(job_id))
+            # Its old events end with `failed`: a new subscriber must not stop there.
+            forget_progress(get_settings().redis_url, [uuid.UUID(job_id)])
             publish_job(app, uuid.UUID(job_id))
             item.message.ack()
             with engine.begin() as connection:
