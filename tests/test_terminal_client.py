@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeTable
-from tests.harness import ROOT, Process
+from tests.harness import ROOT, Database, Process
 
 
 @pytest.fixture
@@ -104,3 +104,51 @@ def test_without_a_good_key_the_client_exits_with_2_and_says_why(
     assert (missing.returncode, wrong.returncode) == (2, 2)
     assert "no API key" in missing.stderr
     assert "refused (401)" in wrong.stderr
+
+
+def test_the_client_shows_the_mapping_first_and_maps_with_mapping(
+    run_client: RunClient, worker: Process, table: MakeTable, tmp_path: Path, db: Database
+) -> None:
+    path = tmp_path / "renamed.csv"
+    path.write_text("id,email,full_name\n1,a@x,Ann\n2,b@x,Bob\n")
+    target = table()
+    unmapped = run_client(path, target)
+    assert unmapped.returncode == 0, unmapped.stderr
+    assert "(ignored)" in unmapped.stderr
+    assert "column name (text): left empty" in unmapped.stderr
+    assert db.value(f"SELECT count(*) FROM {target} WHERE name IS NULL") == 2
+    mapped_target = table()
+    mapped = run_client(path, mapped_target, "--mapping", "full_name=name")
+    assert mapped.returncode == 0, mapped.stderr
+    assert "mapping" in mapped.stderr
+    assert db.rows(f"SELECT name FROM {mapped_target} ORDER BY id") == [("Ann",), ("Bob",)]
+
+
+def test_a_header_the_upload_would_refuse_stops_before_anything_is_sent(
+    run_client: RunClient, table: MakeTable, tmp_path: Path, db: Database
+) -> None:
+    path = tmp_path / "no-email.csv"
+    path.write_text("id,name\n1,Ann\n")
+    jobs = db.value("SELECT count(*) FROM import_jobs")
+    result = run_client(path, table())
+    assert result.returncode == 2
+    assert "required, nothing fills it" in result.stderr
+    assert "would be refused" in result.stderr
+    assert db.value("SELECT count(*) FROM import_jobs") == jobs
+
+
+def test_a_dry_run_then_its_commit(
+    run_client: RunClient, worker: Process, table: MakeTable, tmp_path: Path, db: Database
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("id,email\n1,a@x\n2,b@x\nx,c@x\n")
+    target = table()
+    dry = run_client(path, target, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "validated: 2 rows to publish, 1 refused" in dry.stdout
+    assert db.value(f"SELECT count(*) FROM {target}") == 0
+    job_id = dry.stdout.split("csv-import --commit ")[1].split()[0]
+    committed = run_client(path, target, "--commit", job_id)
+    assert committed.returncode == 0, committed.stderr
+    assert "completed: 2 rows loaded, 1 refused" in committed.stdout
+    assert db.value(f"SELECT count(*) FROM {target}") == 2
