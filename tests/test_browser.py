@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import ARTIFACTS, MakeTable
-from tests.harness import Process
-from tests.support import CUSTOMER_COLUMNS, csv_bytes, customer_rows
+from tests.harness import Database, Process
+from tests.support import CUSTOMER_COLUMNS, CUSTOMERS_DDL, csv_bytes, customer_rows, upload
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
@@ -100,3 +101,157 @@ def test_an_encoding_guessed_without_confidence_is_shown_on_the_page(
     warning = page.text_content("#warnings") or ""
     assert page.is_visible("#warnings")
     assert "guessed as cp1252" in warning
+
+
+# --- managing imports: the mapping step, dry runs, the history, the job view -----------------
+
+RENAMED = ["id", "email", "full_name", "signup_date", "amount", "country", "active", "notes"]
+SHOTS = ARTIFACTS / "screenshots"
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def choose(page: Any, target: str, path: Path) -> None:
+    """A table and a file: the page previews the file and shows the mapping step."""
+    page.goto(page.url.split("#")[0] + "#/")
+    page.reload()
+    page.wait_for_selector(f"#target option:text-is('{target}')", state="attached")
+    page.select_option("#target", target)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#mapping-step:not([hidden])")
+
+
+def test_the_mapping_step_shows_a_header_mismatch_before_anything_lands(
+    page: Any, worker: Process, table: MakeTable, db: Database, tmp_path: Path
+) -> None:
+    page.set_viewport_size({"width": 1100, "height": 900})
+    target = table()
+    rows = [*customer_rows(2_000)]
+    path = tmp_path / "renamed.csv"
+    path.write_bytes(csv_bytes(RENAMED, rows))
+    choose(page, target, path)
+    assert page.input_value("select[data-header='full_name']") == ""
+    assert page.input_value("select[data-header='amount']") == ""
+    assert page.input_value("select[data-header='email']") == "email"
+    unfilled = page.text_content("#unfilled") or ""
+    assert "name: nothing fills it" in unfilled
+    assert "balance: nothing fills it" in unfilled
+    shot(page, "mapping-step.png")
+    assert db.value(f"SELECT count(*) FROM {target}") == 0
+    page.select_option("select[data-header='full_name']", "name")
+    page.wait_for_selector("#sample th:text-is('name')")
+    page.select_option("select[data-header='amount']", "balance")
+    page.wait_for_selector("#sample th:text-is('balance')")
+    page.click("#send")
+    page.wait_for_selector("#result:not([hidden])", timeout=90_000)
+    assert page.text_content("#result-text") == "Done: 2,000 rows imported, 0 refused."
+    reference = db.reference(table(), csv_bytes(CUSTOMER_COLUMNS, rows))
+    assert db.fingerprint(target) == db.fingerprint(reference)
+
+
+def test_a_dry_run_leaves_the_table_untouched_and_commit_lands_it(
+    page: Any, worker: Process, table: MakeTable, db: Database, tmp_path: Path
+) -> None:
+    page.set_viewport_size({"width": 1100, "height": 900})
+    target = table()
+    rows = [*customer_rows(5_000)]
+    rows[7][3] = "2023-02-30"
+    path = tmp_path / "checked.csv"
+    path.write_bytes(csv_bytes(CUSTOMER_COLUMNS, rows))
+    choose(page, target, path)
+    page.click("#dry-run")
+    page.wait_for_selector("#commit:not([hidden])", timeout=90_000)
+    assert (page.text_content("#result-text") or "").startswith(
+        "Validated: 4,999 rows ready to load, 1 refused."
+    )
+    assert page.is_visible("#refused-rows td:text-is('signup_date')")
+    shot(page, "dry-run-validated.png")
+    assert db.value(f"SELECT count(*) FROM {target}") == 0
+    page.click("#commit")
+    page.wait_for_selector(
+        "#result-text:text-is('Done: 4,999 rows imported, 1 refused.')", timeout=90_000
+    )
+    assert db.value(f"SELECT count(*) FROM {target}") == 4_999
+    assert page.is_hidden("#commit")
+
+
+def test_the_history_follows_two_imports_and_a_job_view_survives_a_reload(
+    page: Any, workers: Any, table: MakeTable, client: httpx.Client
+) -> None:
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.goto(page.url.split("#")[0] + "#/")
+    page.reload()
+    workers(concurrency=2)
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(150_000))
+    jobs = [upload(client, content, table(), name=f"big-{n}.csv").json()["id"] for n in (1, 2)]
+    for job_id in jobs:
+        page.wait_for_selector(f"#history tr[data-job='{job_id}']", timeout=30_000)
+    seen = {
+        page.text_content(f"#history tr[data-job='{job_id}'] td:nth-child(3)") for job_id in jobs
+    }
+    assert seen <= {"queued", "running", "completed"}
+    shot(page, "history.png")
+    for job_id in jobs:
+        page.wait_for_selector(
+            f"#history tr[data-job='{job_id}'] td:nth-child(3):text-is('completed')",
+            timeout=120_000,
+        )
+    page.click(f"#history tr[data-job='{jobs[0]}'] a")
+    page.wait_for_selector("#result:not([hidden])")
+    page.reload()
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.text_content("#job-title") == "big-1.csv"
+    assert page.text_content("#job-status") == "completed"
+    assert page.url.endswith(f"#/jobs/{jobs[0]}")
+    shot(page, "job-view.png")
+    page.emulate_media(color_scheme="dark")
+    background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    assert background == "rgb(20, 23, 28)"
+    shot(page, "job-view-dark.png")
+
+
+def test_cancel_and_retry_from_the_page(
+    page: Any, workers: Any, table: MakeTable, db: Database, client: httpx.Client
+) -> None:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(500))
+    queued = upload(client, content, table()).json()["id"]  # no worker yet: it waits
+    page.goto(page.url.split("#")[0] + f"#/jobs/{queued}")
+    page.click("#cancel")
+    page.wait_for_selector("#job-status:text-is('cancelled')")
+    assert page.is_hidden("#cancel")
+    target = table()
+    failing = upload(client, content, target).json()["id"]
+    db.execute(f"DROP TABLE {target}")  # the worker will not find it: the job fails
+    workers()
+    page.goto(page.url.split("#")[0] + f"#/jobs/{failing}")
+    page.wait_for_selector("#retry:not([hidden])", timeout=60_000)
+    shot(page, "failed-job.png")
+    db.execute(f"CREATE TABLE {target} {CUSTOMERS_DDL}")
+    page.click("#retry")
+    page.wait_for_selector("#job-status:text-is('completed')", timeout=60_000)
+    assert db.value(f"SELECT count(*) FROM {target}") == 500
+
+
+def test_an_error_that_is_not_json_is_shown_readably(
+    page: Any, table: MakeTable, tmp_path: Path
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(csv_bytes(CUSTOMER_COLUMNS, customer_rows(3)))
+    choose(page, table(), path)
+    page.route(
+        "**/imports",
+        lambda route: route.fulfill(
+            status=413,
+            content_type="text/html",
+            body="<html><body><h1>413 Request Entity Too Large</h1><hr>nginx</body></html>",
+        ),
+    )
+    page.click("#send")
+    page.wait_for_selector("#form-error:not([hidden])")
+    message = page.text_content("#form-error") or ""
+    assert message.startswith("the server answered 413")
+    assert "413 Request Entity Too Large nginx" in message
+    assert "<h1>" not in message
