@@ -59,6 +59,13 @@ def wait_for_status(client: httpx.Client, job_id: str, status: str) -> dict[str,
     return found
 
 
+def validated_dry_run(client: httpx.Client, target: str) -> str:
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(100))
+    job_id: str = upload(client, content, target, dry_run="true").json()["id"]
+    wait_for_status(client, job_id, "validated")
+    return job_id
+
+
 def test_a_dry_run_leaves_the_target_untouched_and_commit_lands_exactly_the_validated_rows(
     client: httpx.Client, worker: Any, table: MakeTable, db: Database
 ) -> None:
@@ -147,9 +154,7 @@ def test_a_cancelled_dry_run_discards_its_rows(
     client: httpx.Client, worker: Any, table: MakeTable, db: Database
 ) -> None:
     target = table()
-    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(100)), target, dry_run="true")
-    job_id = job.json()["id"]
-    wait_for_status(client, job_id, "validated")
+    job_id = validated_dry_run(client, target)
     assert uuid.UUID(job_id) in staged_jobs(db)
     cancelled = client.post(f"/imports/{job_id}/cancel")
     assert cancelled.status_code == 202
@@ -163,9 +168,7 @@ def test_a_validated_job_nobody_commits_expires(
     client: httpx.Client, worker: Any, table: MakeTable, db: Database
 ) -> None:
     target = table()
-    job = upload(client, csv_bytes(CUSTOMER_COLUMNS, customer_rows(100)), target, dry_run="true")
-    job_id = job.json()["id"]
-    wait_for_status(client, job_id, "validated")
+    job_id = validated_dry_run(client, target)
     settings = Settings(validated_ttl_seconds=0)
     engine = create_engine(ENV["DATABASE_URL"])
     try:
