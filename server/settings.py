@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     redis_url: str = "redis://127.0.0.1:6379/0"
     upload_dir: Path = Path("var/uploads")
+    # Where uploads are kept: empty for UPLOAD_DIR, `file:///path`, or `s3://bucket/prefix`
+    # (an S3-compatible store at S3_ENDPOINT_URL, else boto3's own AWS_ENDPOINT_URL or AWS;
+    # credentials from the usual AWS variables).
+    storage_url: str = ""
+    s3_endpoint_url: str | None = None
     # Where this host's processes keep their metric samples (prometheus-client's multiprocess
     # mode): the API and the workers of one host share it, and /metrics sums it.
     metrics_dir: Path = Path("var/metrics")

@@ -1,7 +1,8 @@
 """Where uploaded files live until their job is done.
 
-By default a directory shared by the API and the workers. The interface is small so that an
-object store can take its place when workers run on other hosts.
+By default a directory shared by the API and the workers (`UPLOAD_DIR`, or
+`STORAGE_URL=file:///path`); with `STORAGE_URL=s3://bucket/prefix`, an S3-compatible object
+store (server/objectstore.py), for workers on other hosts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
@@ -60,3 +65,18 @@ class LocalStorage:
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The storage STORAGE_URL names: a directory, or a bucket and prefix."""
+    url = settings.storage_url
+    if not url:
+        return LocalStorage(settings.upload_dir)
+    scheme = urlsplit(url).scheme
+    if scheme == "file":
+        return LocalStorage(Path(unquote(urlsplit(url).path)))
+    if scheme == "s3":
+        from server.objectstore import ObjectStorage  # boto3 only where it is used
+
+        return ObjectStorage(url, settings.s3_endpoint_url)
+    raise ValueError(f"STORAGE_URL must start with file:// or s3://, not {url!r}")

@@ -27,7 +27,7 @@ from server.keys.secret import signing_secret
 from server.messaging import topology
 from server.progress.hub import Hub
 from server.settings import Settings, get_settings
-from server.storage import LocalStorage
+from server.storage import open_storage
 from server.work.celery_app import app as celery_app
 
 
@@ -52,7 +52,7 @@ def make_services(settings: Settings) -> Services:
     return Services(
         settings,
         api_engine(settings),
-        LocalStorage(settings.upload_dir),
+        open_storage(settings),
         celery_app,
         signing_secret(settings),
     )

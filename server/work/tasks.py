@@ -33,7 +33,7 @@ from server.messaging import topology
 from server.messaging.publish import TASK_NAME, publish_job
 from server.progress.writer import ProgressWriter
 from server.settings import Settings, get_settings
-from server.storage import LocalStorage, Storage
+from server.storage import Storage, open_storage
 from server.work.celery_app import app
 from server.work.heartbeat import Heartbeat
 from server.work.reporting import SegmentReporter, report_final
@@ -96,7 +96,7 @@ def _open_process(**_: object) -> None:
     _process = _Process(
         settings,
         worker_engine(settings),
-        LocalStorage(settings.upload_dir),
+        open_storage(settings),
         ProgressWriter(settings.redis_url),
         Heartbeat(settings.redis_url, settings.worker_beat_seconds),
     )
