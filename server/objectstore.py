@@ -53,6 +53,20 @@ def client(endpoint_url: str | None) -> Any:
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, config=config)
 
 
+def ensure_bucket(url: str, endpoint_url: str | None = None) -> bool:
+    """The URL's bucket, made if missing; whether it was made now."""
+    bucket, _ = parse_url(url)
+    s3 = client(endpoint_url)
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            raise
+        s3.create_bucket(Bucket=bucket)
+        return True
+    return False
+
+
 class ObjectStorage:
     """The Storage interface over one bucket and prefix."""
 

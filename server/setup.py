@@ -38,6 +38,7 @@ HOW_TO_START = {
     "PostgreSQL": "is something else on that port? Set DATABASE_URL",
     "Redis": "is something else on that port? Set REDIS_URL",
     "RabbitMQ": "is that RabbitMQ? Check the user, password and virtual host in BROKER_URL",
+    "The object store": "check STORAGE_URL, S3_ENDPOINT_URL and the AWS credentials",
 }
 POSTGRES_WANTS_CREDENTIALS = (
     "PostgreSQL at {where} asks for a password: put it in DATABASE_URL (in .env or the "
@@ -140,6 +141,7 @@ def main() -> int:
         ensure_database(settings)
         check_redis(settings)
         prepare_broker(settings, own_broker)
+        prepare_storage(settings)
     except (UnsafeSecret, CannotStart) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -157,6 +159,20 @@ def main() -> int:
         print(demo_table(settings))
     print(first_key(settings))
     return 0
+
+
+def prepare_storage(settings: Settings) -> None:
+    """An object store's bucket, made if it is not there yet."""
+    if not settings.storage_url.startswith("s3://"):
+        return
+    from server.objectstore import ensure_bucket  # boto3 only where it is used
+
+    try:
+        if ensure_bucket(settings.storage_url, settings.s3_endpoint_url):
+            print(f"created the bucket of {settings.storage_url}")
+    except Exception as error:  # noqa: BLE001 - boto3 raises many kinds here
+        where = settings.s3_endpoint_url or "AWS S3"
+        raise Unreachable("The object store", where, error) from None
 
 
 def bring_services_up(settings: Settings) -> tuple[Settings, bool]:

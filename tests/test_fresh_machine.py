@@ -242,8 +242,11 @@ def test_the_compose_file_keeps_the_broker_data_and_restarts_what_runs() -> None
     assert {name for name in running if services[name].get("restart") == "unless-stopped"} == (
         running
     )
-    for name in ("postgres", "redis", "rabbitmq"):
+    for name in ("postgres", "redis", "rabbitmq", "minio"):
         assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
+    # Uploads go to MinIO's bucket, made by setup once MinIO answers.
+    assert services["api"]["environment"]["STORAGE_URL"].startswith("${STORAGE_URL-s3://")
+    assert "minio" in services["migrate"]["depends_on"]
 
 
 def compose_command() -> list[str] | None:

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine
 from server import housekeeping
 from server.jobs.migrate import upgrade
 from server.messaging import topology
-from server.objectstore import READ_BYTES, ObjectStorage
+from server.objectstore import READ_BYTES, ObjectStorage, ensure_bucket
 from server.settings import Settings
 from server.setup import ensure_vhost
 from tests.conftest import ENV, StartWorker
@@ -279,3 +279,10 @@ def test_an_upload_refused_mid_stream_leaves_no_object_and_no_parts(site: Site, 
     assert answer.status_code == 413
     wait_until(lambda: s3.parts("jobs/") == [], 10, "parts were left behind")
     assert s3.keys("jobs/") == []
+
+
+def test_setup_makes_the_bucket_once(s3: S3) -> None:
+    url = f"s3://made-by-setup-{secrets.token_hex(4)}/uploads"
+    assert ensure_bucket(url, s3.endpoint) is True
+    assert ensure_bucket(url, s3.endpoint) is False
+    assert url.split("/")[2] in {b["Name"] for b in s3.client().list_buckets()["Buckets"]}
