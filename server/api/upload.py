@@ -12,7 +12,6 @@ import hashlib
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 import anyio
 from anyio import to_thread
@@ -71,6 +70,46 @@ class _Digest:
         return self.hash.hexdigest()
 
 
+class Intake:
+    """A file's bytes as they arrive, into storage: counted against the size limit, hashed,
+    unpacked if packed. The multipart body's `file` part, or a download."""
+
+    def __init__(
+        self, storage: Storage, upload: Upload, max_bytes: int, limits: UnpackLimits
+    ) -> None:
+        self.storage, self.upload, self.max_bytes = storage, upload, max_bytes
+        self.sink = storage.create(upload.key)
+        self.unpacker = Unpacker(self.sink, limits)
+        self.hash = _Digest()
+        self.received = 0
+        self.upload.has_file = True
+
+    def take(self, piece: bytes) -> None:
+        self.received += len(piece)
+        if self.received > self.max_bytes:
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"the file is larger than the limit of {self.max_bytes} bytes",
+                headers=BODY_LEFT_UNREAD,
+            )
+        self.hash.update(piece)
+        self.unpacker.write(piece)
+
+    def end(self) -> None:
+        self.unpacker.finish()
+        self.upload.size = self.unpacker.kept
+        self.upload.spreadsheet = self.unpacker.spreadsheet
+        if not self.upload.spreadsheet:
+            self.upload.compression = self.unpacker.compression
+        self.sink.close()
+        self.upload.sha256 = self.hash.hexdigest()
+
+    def close(self) -> None:
+        self.hash.wait()
+        self.sink.close()
+
+
 class _Receiver:
     """python-multipart callbacks that send the `file` part to storage."""
 
@@ -79,14 +118,11 @@ class _Receiver:
     ) -> None:
         self.storage, self.upload, self.max_bytes = storage, upload, max_bytes
         self.limits = limits
-        self.received = 0
-        self.unpacker: Unpacker | None = None
-        self.hash = _Digest()
+        self.intake: Intake | None = None
         self.headers: dict[bytes, bytes] = {}
         self.header_name = self.header_value = b""
         self.name = ""
         self.value = bytearray()
-        self.sink: BinaryIO | None = None
         self.done = False
         self.parts = 0
 
@@ -140,14 +176,12 @@ class _Receiver:
         if self.name == "file":
             if self.upload.has_file:
                 raise ApiError(400, "duplicate_file", "send one `file` part per upload")
-            self.upload.has_file = True
             self.upload.filename = params.get(b"filename", b"").decode("utf-8", "replace")
-            self.sink = self.storage.create(self.upload.key)
-            self.unpacker = Unpacker(self.sink, self.limits)
+            self.intake = Intake(self.storage, self.upload, self.max_bytes, self.limits)
 
     def data(self, data: bytes, start: int, end: int) -> None:
         piece = data[start:end]
-        if self.unpacker is None:
+        if self.intake is None:
             self.value += piece
             if len(self.value) > FIELD_LIMIT:
                 raise ApiError(
@@ -157,26 +191,12 @@ class _Receiver:
                     headers=BODY_LEFT_UNREAD,
                 )
             return
-        self.received += len(piece)
-        if self.received > self.max_bytes:
-            raise ApiError(
-                413,
-                "file_too_large",
-                f"the file is larger than the limit of {self.max_bytes} bytes",
-                headers=BODY_LEFT_UNREAD,
-            )
-        self.hash.update(piece)
-        self.unpacker.write(piece)
+        self.intake.take(piece)
 
     def part_end(self) -> None:
-        if self.sink is not None and self.unpacker is not None:
-            self.unpacker.finish()
-            self.upload.size = self.unpacker.kept
-            self.upload.spreadsheet = self.unpacker.spreadsheet
-            if not self.upload.spreadsheet:
-                self.upload.compression = self.unpacker.compression
-            self.sink.close()
-            self.sink = self.unpacker = None
+        if self.intake is not None:
+            self.intake.end()
+            self.intake = None
         elif self.name:
             self.upload.fields[self.name] = self.value.decode("utf-8", "replace")
 
@@ -184,9 +204,8 @@ class _Receiver:
         self.done = True
 
     def close(self) -> None:
-        self.hash.wait()
-        if self.sink is not None:
-            self.sink.close()
+        if self.intake is not None:  # the body failed inside the file part
+            self.intake.close()
 
 
 def boundary_of(request: Request) -> bytes:
@@ -207,8 +226,10 @@ async def receive(
     max_bytes: int,
     idle_seconds: float = 60.0,
     limits: UnpackLimits | None = None,
+    file_required: bool = True,
 ) -> Upload:
-    """Read the whole body; on any failure nothing is left in storage."""
+    """Read the whole body; on any failure nothing is left in storage. Without
+    `file_required`, a body of fields alone is taken (its `has_file` says so)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + FIELD_LIMIT:
         raise ApiError(
@@ -233,8 +254,9 @@ async def receive(
     if not receiver.done:
         raise ApiError(400, "incomplete_body", "the multipart body ended before its last part")
     if not upload.has_file:
-        raise ApiError(422, "missing_file", "the upload has no `file` part")
-    upload.sha256 = receiver.hash.hexdigest()
+        if file_required:
+            raise ApiError(422, "missing_file", "the upload has no `file` part")
+        return upload
     storage.commit(key)
     return upload
 
