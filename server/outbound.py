@@ -14,7 +14,8 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from server.settings import IPNetwork
 
@@ -101,3 +102,15 @@ def resolve(url: str, allowed: Sequence[IPNetwork]) -> Destination:
         if reason := refusal(address, allowed):
             raise RefusedUrl(f"{host}: {reason}; OUTBOUND_ALLOW_NETWORKS can allow it")
     return Destination(url, scheme, host, port, addresses[0])
+
+
+def pinned(destination: Destination) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """What a request to the checked address needs: the URL with the address in place of
+    the name, the Host header, and the TLS name (SNI and the certificate's check) as an
+    httpx extension. The name is never looked up again."""
+    parts = urlsplit(destination.url)
+    address = destination.address
+    literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    url = urlunsplit(parts._replace(netloc=f"{literal}:{destination.port}"))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return url, {"host": host}, {"sni_hostname": destination.host}

@@ -19,7 +19,8 @@ from server.api.accept import DuplicateKey, accept
 from server.api.auth import EventsJobDep, TenantDep, events_token
 from server.api.deps import HubDep, Services, ServicesDep
 from server.api.errors import ApiError, job_not_found
-from server.api.options import UPLOAD_FORM, parse_options
+from server.api.fetch import download
+from server.api.options import UPLOAD_FORM, ImportOptions, parse_options
 from server.api.schemas import (
     JobPage,
     JobView,
@@ -95,9 +96,11 @@ async def create_import(
         limits=UnpackLimits(
             services.settings.max_uncompressed_bytes, services.settings.max_compression_ratio
         ),
+        file_required=False,
     )
     try:
         options = parse_options(received.fields)
+        received = await _file_of(received, options, services)
         if received.spreadsheet:
             await run_in_threadpool(read_sheet, services.storage, received, options.sheet)
             options = options.for_workbook()
@@ -125,6 +128,25 @@ async def create_import(
     measures.UPLOAD_SIZE.observe(job.bytes_total)
     await run_in_threadpool(publish_now, services, job.id, job.bytes_total)
     return _accepted(job, request, response, services, replayed=False)
+
+
+async def _file_of(
+    received: upload.Upload, options: ImportOptions, services: Services
+) -> upload.Upload:
+    """The upload's file part, or the file its `source_url` names, downloaded."""
+    if received.has_file and options.source_url:
+        raise ApiError(
+            422, "file_and_source", "send a file part or a source_url, not both", field="file"
+        )
+    if received.has_file:
+        return received
+    if not options.source_url:
+        raise ApiError(422, "missing_file", "the upload has no `file` part (nor a source_url)")
+    found = await run_in_threadpool(
+        download, options.source_url, services.storage, received.key, services.settings
+    )
+    found.fields = received.fields
+    return found
 
 
 def publish_now(services: Services, job_id: uuid.UUID, size: int) -> None:

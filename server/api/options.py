@@ -22,7 +22,7 @@ UPLOAD_FORM = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "required": ["file", "target"],
+                "required": ["target"],
                 "properties": {
                     "file": {
                         "type": "string",
@@ -63,6 +63,13 @@ UPLOAD_FORM = {
                     "null_markers": {"type": "string", "description": "comma-separated"},
                     "max_errors": {"type": "integer", "minimum": 0},
                     "max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                    "source_url": {
+                        "type": "string",
+                        "format": "uri",
+                        "description": "instead of a file part: an http(s) URL the file is "
+                        "downloaded from (public addresses only, unless "
+                        "OUTBOUND_ALLOW_NETWORKS allows more)",
+                    },
                     "dry_run": {
                         "type": "boolean",
                         "description": "validate the whole file into staging and stop "
@@ -96,6 +103,7 @@ class ImportOptions(BaseModel):
     max_errors: int | None = Field(default=None, ge=0)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     callback_url: str | None = None
+    source_url: str | None = None
     dry_run: bool = False
 
     @field_validator("encoding")
@@ -110,7 +118,7 @@ class ImportOptions(BaseModel):
         # Its byte-order mark is skipped as any other encoding's is.
         return "utf-8" if name == "utf-8-sig" else name
 
-    @field_validator("callback_url")
+    @field_validator("callback_url", "source_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None:

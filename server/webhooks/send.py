@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from standardwebhooks import Webhook
 
-from server.outbound import Destination, HostNotFound, RefusedUrl, resolve
+from server.outbound import Destination, HostNotFound, RefusedUrl, pinned, resolve
 from server.settings import IPNetwork
 
 USER_AGENT = "csv-import-webhooks"
@@ -70,19 +68,8 @@ def attempt(
 
 
 def post(destination: Destination, headers: dict[str, str], body: bytes, timeout: float) -> int:
-    """POST to the address that was checked (the name is not looked up again); the Host
-    header and TLS (its SNI, the certificate's name) still use the URL's host name.
-    Redirects are not followed."""
-    parts = urlsplit(destination.url)
-    address = destination.address
-    literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
-    pinned = urlunsplit(parts._replace(netloc=f"{literal}:{destination.port}"))
-    host = parts.netloc.rsplit("@", 1)[-1]
+    """POST to the address that was checked; redirects are not followed."""
+    url, host, extensions = pinned(destination)
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        answer = client.post(
-            pinned,
-            content=body,
-            headers={**headers, "host": host},
-            extensions={"sni_hostname": destination.host},
-        )
+        answer = client.post(url, content=body, headers={**headers, **host}, extensions=extensions)
     return answer.status_code
