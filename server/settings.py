@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     worker_gone_seconds: float = Field(default=20.0, gt=0)
     lost_after_seconds: float = Field(default=900.0, gt=0)
 
+    # Each tenant's share (0: no limit): uploads a minute (a token bucket in Redis), bytes its
+    # jobs hold in storage; over either, an upload gets 429 with Retry-After.
+    tenant_uploads_per_minute: int = Field(default=6000, ge=0)
+    tenant_max_stored_bytes: int = Field(default=100 * 1024**3, ge=0)
+
     # Housekeeping: a finished job's file, staged rows and progress keys go after
     # `retention_seconds` (a failed job can be replayed until then); its record and refused
     # rows after `record_retention_seconds`.

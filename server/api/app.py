@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from server import logs
 from server.api import errors, imports, metrics, operations, preview, sweeper, workers
 from server.api.deps import Services
+from server.api.limits import Limits
 from server.api.requests import RequestIds
 from server.api.schemas import ProgressEvent
 from server.db import api_engine
@@ -68,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     declared = await run_in_threadpool(topology.declare_if_reachable, settings)
     app.state.services = services
     app.state.hub = Hub(settings.redis_url, partial(job_by_id, services.engine))
+    app.state.limits = Limits(settings, services.engine)
     sweeping = asyncio.create_task(sweeper.run_forever(services, declared))
     try:
         yield

@@ -9,6 +9,7 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from server.api.limits import Limits
 from server.progress.hub import Hub
 from server.settings import Settings
 from server.storage import Storage
@@ -37,3 +38,11 @@ def hub(request: Request) -> Hub:
 
 
 HubDep = Annotated[Hub, Depends(hub)]
+
+
+def limits(request: Request) -> Limits:
+    found: Limits = request.app.state.limits
+    return found
+
+
+LimitsDep = Annotated[Limits, Depends(limits)]

@@ -17,7 +17,7 @@ from server import logs, measures
 from server.api import upload
 from server.api.accept import DuplicateKey, accept
 from server.api.auth import EventsJobDep, TenantDep, events_token
-from server.api.deps import HubDep, Services, ServicesDep
+from server.api.deps import HubDep, LimitsDep, Services, ServicesDep
 from server.api.errors import ApiError, job_not_found
 from server.api.fetch import download
 from server.api.options import UPLOAD_FORM, ImportOptions, parse_options
@@ -74,18 +74,20 @@ class EventStream(EventSourceResponse):
     status_code=202,
     summary="Upload a CSV file and start importing it",
     openapi_extra={"requestBody": UPLOAD_FORM},
-    responses=errors(400, 401, 408, 413, 415, 422),
+    responses=errors(400, 401, 408, 413, 415, 422, 429),
 )
 async def create_import(
     request: Request,
     response: Response,
     services: ServicesDep,
     tenant: TenantDep,
+    limits: LimitsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobView:
     idempotency_key = idempotency_key or None
     if idempotency_key and (first := await _by_key(services, tenant, idempotency_key)):
         return _accepted(first, request, response, services, replayed=True)
+    await run_in_threadpool(limits.admit, tenant.name)
     key = f"{uuid.uuid4()}.csv"
     received = await upload.receive(
         request,

@@ -38,6 +38,7 @@ _WHY = {
     413: "The file (or a form field) is larger than the limit",
     415: "Not multipart/form-data, or a file that is not text",
     422: "A field, parameter or the file's header is not acceptable",
+    429: "Over the tenant's share (uploads a minute, bytes held): `Retry-After` says when to",
     503: "A service the API needs is down",
 }
 

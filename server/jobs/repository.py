@@ -62,6 +62,16 @@ def job_by_idempotency_key(connection: Connection, tenant: str, key: str) -> Job
     )
 
 
+def stored_bytes(connection: Connection, tenant: str) -> int:
+    """What the tenant's jobs hold in storage: their files, until housekeeping removes them."""
+    held = connection.execute(
+        select(func.coalesce(func.sum(jobs.bytes_total), 0)).where(
+            jobs.tenant == tenant, jobs.cleaned_at.is_(None)
+        )
+    ).scalar_one()
+    return int(held)
+
+
 def list_jobs(connection: Connection, tenant: str, limit: int, offset: int) -> list[Job]:
     query = (
         select(import_jobs)
