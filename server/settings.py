@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     # Each tenant's share (0: no limit): uploads a minute (a token bucket in Redis), bytes its
     # jobs hold in storage; over either, an upload gets 429 with Retry-After.
     tenant_uploads_per_minute: int = Field(default=6000, ge=0)
+    # Jobs of one tenant loading at once; the next one's message waits in the broker
+    # (`imports.wait.<N>s`, N = TENANT_WAIT_SECONDS) and comes back, so that another
+    # tenant's job starts first. Not a retry: it never counts towards MAX_RETRIES.
+    tenant_max_running: int = Field(default=4, ge=0)
+    tenant_wait_seconds: int = Field(default=5, gt=0)
     tenant_max_stored_bytes: int = Field(default=100 * 1024**3, ge=0)
 
     # Housekeeping: a finished job's file, staged rows and progress keys go after

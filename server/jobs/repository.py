@@ -51,6 +51,13 @@ def get_job(connection: Connection, job_id: uuid.UUID) -> Job | None:
     return _one(connection, select(import_jobs).where(jobs.id == job_id))
 
 
+def tenant_of(connection: Connection, job_id: uuid.UUID) -> str | None:
+    found: str | None = connection.execute(
+        select(jobs.tenant).where(jobs.id == job_id)
+    ).scalar_one_or_none()
+    return found
+
+
 def tenant_job(connection: Connection, tenant: str, job_id: uuid.UUID) -> Job | None:
     """A job as its tenant sees it: another tenant's job is not there at all."""
     return _one(connection, select(import_jobs).where(jobs.id == job_id, jobs.tenant == tenant))

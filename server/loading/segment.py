@@ -8,6 +8,7 @@ belongs to the segment's connection: if the process dies, PostgreSQL releases it
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -56,6 +57,7 @@ class Outcome(StrEnum):
     PAUSED = "paused"  # time is up; a continuation must follow
     BUSY = "busy"  # another runner holds the job
     GONE = "gone"  # no such job, or it had already ended
+    WAITING = "waiting"  # its tenant runs as many jobs as it may: it waits in the broker
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,31 @@ def load_segment(engine: Engine, storage: Storage, settings: Settings, segment: 
         if not take_lock(connection, segment.job_id, settings.lock_wait_seconds):
             log.info("job %s: another worker holds it, leaving it there", segment.job_id)
             return Outcome.BUSY
+        if not take_slot(connection, segment.job_id, settings.tenant_max_running):
+            log.info("job %s: its tenant runs as many jobs as it may; it waits", segment.job_id)
+            return Outcome.WAITING
         return _Runner(connection, storage, settings, segment).run()
+
+
+def take_slot(connection: Connection, job_id: uuid.UUID, slots: int) -> bool:
+    """One of the job's tenant's `slots` (TENANT_MAX_RUNNING), held by this session until
+    the segment ends: advisory locks on (tenant, slot), which PostgreSQL releases by itself
+    when a worker dies. True at once when there is no cap."""
+    if not slots:
+        return True
+    tenant = repository.tenant_of(connection, job_id)
+    if tenant is None:
+        return True  # no such job: the runner says so
+    key = int.from_bytes(hashlib.sha256(tenant.encode()).digest()[:4], "big", signed=True)
+    taken = connection.execute(
+        text(
+            "SELECT slot FROM generate_series(0, :last) AS slot "
+            "WHERE pg_try_advisory_lock(:key, slot) LIMIT 1"
+        ),
+        {"key": key, "last": slots - 1},
+    ).first()
+    connection.commit()
+    return taken is not None
 
 
 def take_lock(connection: Connection, job_id: uuid.UUID, wait_seconds: float) -> bool:

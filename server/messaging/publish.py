@@ -17,6 +17,7 @@ from server.messaging.topology import (
     RETRY_EXCHANGE,
     WORK_KEY,
     retry_queue_name,
+    wait_queue_name,
 )
 
 TASK_NAME = "imports.load"
@@ -30,11 +31,15 @@ def publish_job(
     delay_seconds: int | None = None,
     wait_seconds: float | None = None,
     express: bool = False,
+    tenant_wait: int | None = None,
 ) -> None:
     """Send the job to work now (to the express queue if it is a small new job), or to the
     wait queue of `delay_seconds` first; there, `wait_seconds` (at most the queue's delay)
-    is this message's own time to wait."""
-    if delay_seconds is None:
+    is this message's own time to wait. `tenant_wait`: to the wait queue of a tenant over
+    its running cap, of that many seconds."""
+    if tenant_wait is not None:
+        exchange, routing_key = RETRY_EXCHANGE, wait_queue_name(tenant_wait)
+    elif delay_seconds is None:
         exchange, routing_key = EXCHANGE, EXPRESS_KEY if express else WORK_KEY
     else:
         exchange, routing_key = RETRY_EXCHANGE, retry_queue_name(delay_seconds)

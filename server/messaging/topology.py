@@ -4,6 +4,7 @@
        │   ──express─► imports.express ─(the same)────────────────────────────────► │ dead
        ▲                                                                            ▼
        └── imports.retry.<N>s (TTL N s) ◄── imports.retry                      imports.dead
+       └── imports.wait.<N>s (a tenant over its running cap) ◄── imports.retry
 
     imports ──webhook─► webhooks ──(the last attempt failed)──► imports.dlx ──► webhooks.dead
        ▲                   │ an attempt failed
@@ -52,6 +53,10 @@ _SAFE_DEAD_LETTERS = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "
 
 def retry_queue_name(delay_seconds: int) -> str:
     return f"imports.retry.{delay_seconds}s"
+
+
+def wait_queue_name(wait_seconds: int) -> str:
+    return f"imports.wait.{wait_seconds}s"
 
 
 def webhook_retry_queue(delay_seconds: int) -> str:
@@ -111,6 +116,17 @@ def build(settings: Settings) -> Topology:
         )
         for delay in settings.retry_delays_seconds
     ]
+    # A tenant over its running cap: its job's message waits here, then goes back to work.
+    wait = settings.tenant_wait_seconds
+    queues.append(
+        Queue(
+            wait_queue_name(wait),
+            retry,
+            routing_key=wait_queue_name(wait),
+            durable=True,
+            queue_arguments=retry_arguments(wait),
+        )
+    )
     queues += webhook_queues(settings, imports, dead, retry)
     return Topology([dead, retry, imports], queues)
 

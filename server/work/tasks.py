@@ -149,6 +149,9 @@ def run_segment(task: Task[..., str], job_id: str, retries: int) -> str:
         raise Reject(describe(error), requeue=False) from error
     if outcome is Outcome.PAUSED:
         hand_on(task.app, job)
+    elif outcome is Outcome.WAITING:
+        # Not a retry: the message keeps its count, and comes back after the wait.
+        hand_on(task.app, job, retries=retries, tenant_wait=state.settings.tenant_wait_seconds)
     elif outcome is Outcome.FINISHED:
         report_final(state.progress, state.engine, job)
     measures.SEGMENTS.labels(outcome.value).inc()  # after the final event: it is awaited
