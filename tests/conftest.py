@@ -74,6 +74,7 @@ from server import setup  # noqa: E402
 from server.db import READING  # noqa: E402
 from server.messaging import topology  # noqa: E402
 from server.settings import get_settings  # noqa: E402
+from tests.s3server import s3  # noqa: E402, F401 - the S3 server, for the tests that need one
 
 
 def stored_files() -> set[Path]:

@@ -9,15 +9,11 @@ import contextlib
 import os
 import secrets
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
 from kombu import Connection
@@ -31,6 +27,7 @@ from server.settings import Settings
 from server.setup import ensure_vhost
 from tests.conftest import ENV, StartWorker
 from tests.harness import Database, bearer, free_port, make_key, start_api, wait_until
+from tests.s3server import CREDENTIALS, S3
 from tests.support import (
     CUSTOMER_COLUMNS,
     CUSTOMERS_DDL,
@@ -41,59 +38,6 @@ from tests.support import (
     wait_for_job,
 )
 from tests.test_preview import multipart
-
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@dataclass(frozen=True)
-class S3:
-    endpoint: str
-    bucket: str
-
-    def client(self, endpoint: str | None = None) -> Any:
-        return boto3.session.Session(
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
-        ).client("s3", endpoint_url=endpoint or self.endpoint)
-
-    def keys(self, prefix: str = "") -> list[str]:
-        listing = self.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
-        return [item["Key"] for item in listing.get("Contents", [])]
-
-    def parts(self, prefix: str = "") -> list[str]:
-        listing = self.client().list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-        return [item["Key"] for item in listing.get("Uploads", [])]
-
-
-@pytest.fixture(scope="module")
-def s3(log_dir: Path) -> Iterator[S3]:
-    """moto's S3 server, in a process of its own, with a bucket."""
-    port = free_port()
-    log = (log_dir / "s3-server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: _answers(port), 60, "the S3 server did not start", every=0.2)
-        found = S3(f"http://127.0.0.1:{port}", "imports")
-        found.client().create_bucket(Bucket=found.bucket)
-        yield found
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(autouse=True)
