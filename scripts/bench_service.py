@@ -1,7 +1,8 @@
-"""The service side of speed: many small jobs at once, and many watchers of one job.
+r"""The service side of speed: many small jobs at once, and many watchers of one job.
 
     python scripts/bench_service.py --burst 1000 --clients 50    # 100-row uploads
     python scripts/bench_service.py --watchers 10000             # of one 2,000,000-row import
+    python scripts/bench_service.py --scaling 1,2,4 --files 8      # throughput, 1/2/4 workers
     python scripts/bench_service.py --json
 
 --burst: JOBS uploads of a 100-row file from CLIENTS clients at once, each client uploading,
@@ -16,6 +17,12 @@ Every subscriber must get its final event. Prints how long connecting them took,
 time with one watcher and with N, the longest gap between two events of the running job that
 any subscriber saw, and the CPU time of the API and of the watchers while the job loaded.
 
+--scaling: FILES files of ROWS rows imported at once (each into a table of its own) by 1, 2
+and 4 worker processes (a worker of that concurrency), beside `psql \copy` of the same
+files run as as many processes at once: the rows per second of each, and the speed-up over
+one process. Where the speed-up stops growing, PostgreSQL (its cores, its WAL) is the limit,
+not the number of workers.
+
 The API and the workers run as `make run` starts them, in the benchmarks' own database,
 virtual host and Redis database (see scripts/bench.py).
 """
@@ -29,6 +36,7 @@ import os
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,7 @@ import benchdata
 
 from server.client import read_events
 from server.jobs.status import FINISHED
+from server.run import worker_command
 from tests.harness import bearer, make_key
 
 
@@ -259,6 +268,75 @@ def watchers(
     return {"runs": done, "slowdown": round(slower, 2)}
 
 
+def scaling(
+    headers: dict[str, str], counts: list[int], files: int, rows: int
+) -> list[dict[str, Any]]:
+    path = benchdata.write(bench.WORK / f"rows-{rows}.csv", rows)
+    tables = [f"bench.scale_{n}" for n in range(files)]
+    for table in tables:
+        bench.DB.execute(
+            f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} {benchdata.TABLE_DDL}"
+        )
+    found: list[dict[str, Any]] = []
+    for count in counts:
+        baseline = _parallel_psql(path, tables, count)
+        worker = bench.start("worker", worker_command(count), "ready.")
+        try:
+            ours = _imports_at_once(headers, path, tables, rows)
+        finally:
+            worker.stop()
+        total = files * rows
+        figures = {
+            "workers": count,
+            "psql_seconds": round(baseline, 2),
+            "psql_rows_per_second": round(total / baseline),
+            "pipeline_seconds": round(ours, 2),
+            "pipeline_rows_per_second": round(total / ours),
+        }
+        first = found[0] if found else figures
+        figures["speedup"] = round(first["pipeline_seconds"] / ours, 2)
+        found.append(figures)
+        print(
+            f"  {count} worker process(es), {files} files of {rows:,} rows at once: psql \\copy "
+            f"x{count} {baseline:.2f} s ({figures['psql_rows_per_second']:,} rows/s), pipeline "
+            f"{ours:.2f} s ({figures['pipeline_rows_per_second']:,} rows/s), speed-up "
+            f"{figures['speedup']}x",
+            flush=True,
+        )
+    best = max(found, key=lambda f: f["pipeline_rows_per_second"])
+    print(f"  throughput stops growing at {best['workers']} worker process(es) on this machine")
+    return found
+
+
+def _parallel_psql(path: Path, tables: list[str], count: int) -> float:
+    """`psql \\copy` of the file into each table, `count` at a time."""
+    for table in tables:
+        bench.DB.execute(f"TRUNCATE {table}")
+    command = "\\copy {} FROM '{}' WITH (FORMAT csv, HEADER true)"
+    start = time.perf_counter()
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(lambda table: bench.timed_psql("-c", command.format(table, path)), tables))
+    return time.perf_counter() - start
+
+
+def _imports_at_once(headers: dict[str, str], path: Path, tables: list[str], rows: int) -> float:
+    """Every file uploaded at once, and the time until the last import completes."""
+    for table in tables:
+        bench.DB.execute(f"TRUNCATE {table}")
+    url = f"http://127.0.0.1:{bench.PORT}"
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
+        start = time.perf_counter()
+        jobs = [bench.upload(http, path, table) for table in tables]
+        for job in jobs:
+            bench.until_done(http, job)
+        seconds = time.perf_counter() - start
+    for table in tables:
+        ((landed,),) = bench.DB.rows(f"SELECT count(*) FROM {table}")  # noqa: S608 - ours
+        if landed != rows:
+            raise SystemExit(f"{table}: {landed} rows landed")
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--burst", type=int, metavar="JOBS")
@@ -267,6 +345,9 @@ def main() -> int:
     parser.add_argument("--watchers", type=int, metavar="N")
     parser.add_argument("--watch-rows", type=int, default=2_000_000)
     parser.add_argument("--watch-runs", type=int, default=2, help="runs with N watchers")
+    parser.add_argument("--scaling", metavar="COUNTS", help="worker processes, e.g. 1,2,4")
+    parser.add_argument("--files", type=int, default=8, help="files imported at once")
+    parser.add_argument("--scale-rows", type=int, default=250_000, help="rows per file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     bench.prepare()
@@ -277,6 +358,9 @@ def main() -> int:
             report["watchers"] = watchers(
                 running, headers, args.watchers, args.watch_rows, args.watch_runs
             )
+        if args.scaling:
+            counts = [int(count) for count in args.scaling.split(",")]
+            report["scaling"] = scaling(headers, counts, args.files, args.scale_rows)
         if args.burst:
             bench.start_workers(running)
             report["burst"] = burst(headers, args.burst, args.clients, args.rows)
