@@ -230,3 +230,29 @@ def test_setup_makes_the_bucket_once(s3: S3) -> None:
     assert ensure_bucket(url, s3.endpoint) is True
     assert ensure_bucket(url, s3.endpoint) is False
     assert url.split("/")[2] in {b["Name"] for b in s3.client().list_buckets()["Buckets"]}
+
+
+def test_an_object_of_the_store_is_imported_by_its_s3_url(
+    site: Site, s3: S3, workers: StartWorker
+) -> None:
+    table = f"{TEST_SCHEMA}.target"
+    site.database.execute(f"CREATE TABLE {table} {CUSTOMERS_DDL}")
+    content = csv_bytes(CUSTOMER_COLUMNS, customer_rows(5_000))
+    s3.client().put_object(Bucket=s3.bucket, Key="sources/customers.csv", Body=content)
+    workers(**site.settings, **{k.lower(): v for k, v in CREDENTIALS.items()})
+    url = f"s3://{s3.bucket}/sources/customers.csv"
+    fields = {"target": table, "source_url": url}
+    with httpx.Client(base_url=site.url, headers=bearer(site.key), timeout=120) as client:
+        answer = client.post("/imports", files={k: (None, v) for k, v in fields.items()})
+        assert answer.status_code == 202, answer.text
+        job = wait_for_job(client, answer.json()["id"])
+        missing = client.post(
+            "/imports",
+            files={k: (None, v) for k, v in {**fields, "source_url": url + ".gone"}.items()},
+        )
+    assert (job["status"], job["rows_loaded"], job["file_name"]) == (
+        "completed",
+        5_000,
+        "customers.csv",
+    )
+    assert missing.json()["error"]["code"] == "source_unreachable"

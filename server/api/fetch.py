@@ -34,9 +34,8 @@ def download(url: str, storage: Storage, key: str, settings: Settings) -> Upload
     limits = UnpackLimits(settings.max_uncompressed_bytes, settings.max_compression_ratio)
     intake = Intake(storage, upload, settings.max_upload_bytes, limits)
     try:
-        with _answer(url, settings) as response:
-            for piece in response.iter_bytes(CHUNK):
-                intake.take(piece)
+        for piece in _pieces(url, settings):
+            intake.take(piece)
         intake.end()
     except BaseException:
         intake.close()
@@ -44,6 +43,38 @@ def download(url: str, storage: Storage, key: str, settings: Settings) -> Upload
         raise
     storage.commit(key)
     return upload
+
+
+def _pieces(url: str, settings: Settings) -> Iterator[bytes]:
+    if url.startswith("s3://"):
+        yield from _object(url, settings)
+        return
+    with _answer(url, settings) as response:
+        yield from response.iter_bytes(CHUNK)
+
+
+def _object(url: str, settings: Settings) -> Iterator[bytes]:
+    """An object of the configured store (its endpoint and credentials)."""
+    if not settings.storage_url.startswith("s3://"):
+        raise ApiError(
+            422,
+            "source_refused",
+            "an s3:// source needs the service's storage in an object store (STORAGE_URL)",
+            field="source_url",
+        )
+    from server.objectstore import client, parse_url  # boto3 only where it is used
+
+    bucket, key = parse_url(url)
+    try:
+        answer = client(settings.s3_endpoint_url).get_object(Bucket=bucket, Key=key.rstrip("/"))
+    except Exception as error:  # noqa: BLE001 - boto3 raises many kinds here
+        raise _unreachable(url, str(error)) from None
+    body = answer["Body"]
+    try:
+        while piece := body.read(CHUNK):
+            yield piece
+    finally:
+        body.close()
 
 
 @contextmanager

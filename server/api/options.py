@@ -121,7 +121,7 @@ class ImportOptions(BaseModel):
     @field_validator("callback_url", "source_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None and not value.startswith("s3://"):
             try:
                 check_syntax(value)
             except RefusedUrl as error:
