@@ -2,10 +2,13 @@
 
 The flow, and where each step lives:
 
-    api/          FastAPI: POST /imports streams the upload to storage, checks the header,
-                  commits the job, then publishes its id (messaging/); jobs, refused rows,
-                  targets, health and metrics; the response models (schemas.py); the sweeper.
-    storage.py    where uploaded files live (a directory shared by the API and the workers).
+    api/          FastAPI: POST /imports streams the upload to storage (or downloads its
+                  source_url, fetch.py), checks the header, commits the job, then publishes
+                  its id (messaging/); the preview, dry runs and commits, jobs, refused rows,
+                  targets, health and metrics; tenants' shares (limits.py); the response
+                  models (schemas.py); the sweeper.
+    storage.py    where uploaded files live: a directory shared by the API and the workers,
+                  or an S3-compatible object store (objectstore.py) for workers elsewhere.
     csvfile/      pure CSV logic: encoding and dialect detection, a resumable record reader,
                   header matching, per-column converters and the fast path's row pattern.
     targets.py    what a target table looks like, read from PostgreSQL itself.
