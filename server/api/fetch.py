@@ -10,8 +10,8 @@ Runs in a thread: httpx's client is synchronous here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -34,8 +34,9 @@ def download(url: str, storage: Storage, key: str, settings: Settings) -> Upload
     limits = UnpackLimits(settings.max_uncompressed_bytes, settings.max_compression_ratio)
     intake = Intake(storage, upload, settings.max_upload_bytes, limits)
     try:
-        for piece in _pieces(url, settings):
-            intake.take(piece)
+        with closing(_pieces(url, settings)) as pieces:  # closed at once on a refusal
+            for piece in pieces:
+                intake.take(piece)
         intake.end()
     except BaseException:
         intake.close()
@@ -45,7 +46,7 @@ def download(url: str, storage: Storage, key: str, settings: Settings) -> Upload
     return upload
 
 
-def _pieces(url: str, settings: Settings) -> Iterator[bytes]:
+def _pieces(url: str, settings: Settings) -> Generator[bytes, None, None]:
     if url.startswith("s3://"):
         yield from _object(url, settings)
         return
