@@ -223,3 +223,12 @@ def test_a_gigabyte_upload_is_previewed_from_its_head_in_bounded_memory(
     grew = peak_rss_mb(pid) - before
     assert grew < 64, f"the API's peak memory grew by {grew:.0f} MB"
     assert not list(Path(ENV["UPLOAD_DIR"]).glob("*.part"))
+
+
+def test_a_header_that_fills_no_column_still_previews(
+    client: httpx.Client, table: MakeTable
+) -> None:
+    content = b"id,email\n1,a@example.com\n"
+    found = preview(client, content, table(), delimiter="|").json()  # one field: "id,email"
+    assert found["problem"]["code"] == "no_matching_columns"
+    assert found["rows"] == [{"line": 2, "values": {}, "problems": []}]

@@ -260,7 +260,8 @@ def _row_view(
 ) -> PreviewRowView:
     names = [column.name for _, column, _ in converter.plan]
     if isinstance(outcome, str):
-        values = [_unescape(text) for text in outcome.rstrip("\n").split("\t")]
+        line_text = outcome.rstrip("\n")
+        values = [_unescape(text) for text in line_text.split("\t")] if names else []
         return PreviewRowView(line=line, values=dict(zip(names, values, strict=True)), problems=[])
     raw: dict[str, str | None] = {}
     if len(fields) == converter.width:
