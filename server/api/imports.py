@@ -101,6 +101,8 @@ async def create_import(
         file_required=False,
     )
     try:
+        if not (received.has_file or received.fields.get("source_url")):
+            raise ApiError(422, "missing_file", "the upload has no `file` part (nor a source_url)")
         options = parse_options(received.fields)
         received = await _file_of(received, options, services)
         if received.spreadsheet:
