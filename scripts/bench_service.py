@@ -278,6 +278,7 @@ def scaling(
             f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} {benchdata.TABLE_DDL}"
         )
     found: list[dict[str, Any]] = []
+    single = 0.0  # the first count's time, which the others are compared with
     for count in counts:
         baseline = _parallel_psql(path, tables, count)
         worker = bench.start("worker", worker_command(count), "ready.")
@@ -293,8 +294,8 @@ def scaling(
             "pipeline_seconds": round(ours, 2),
             "pipeline_rows_per_second": round(total / ours),
         }
-        first = found[0] if found else figures
-        figures["speedup"] = round(first["pipeline_seconds"] / ours, 2)
+        single = single or ours
+        figures["speedup"] = round(single / ours, 2)
         found.append(figures)
         print(
             f"  {count} worker process(es), {files} files of {rows:,} rows at once: psql \\copy "
@@ -304,7 +305,7 @@ def scaling(
             flush=True,
         )
     best = max(found, key=lambda f: f["pipeline_rows_per_second"])
-    print(f"  throughput stops growing at {best['workers']} worker process(es) on this machine")
+    print(f"  the most throughput at {best['workers']} worker process(es) on this machine")
     return found
 
 
