@@ -9,7 +9,9 @@ from typing import Any
 from kombu import Connection
 
 from server.messaging import topology
-from server.settings import get_settings
+from server.settings import Settings, get_settings
+from server.setup import ensure_vhost
+from tests.conftest import ENV
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,20 @@ def dead_letters(connection: Connection) -> list[DeadLetter]:
         message.requeue()
     channel.close()
     return found
+
+
+def vhost_beside(suffix: str) -> str:
+    """A broker URL for a virtual host of its own, named after the suite's (two runs of the
+    suite at once stay apart), made if missing."""
+    vhost = Connection(ENV["BROKER_URL"]).virtual_host + suffix
+    url = ENV["BROKER_URL"].rsplit("/", 1)[0] + "/" + vhost
+    ensure_vhost(Settings(broker_url=url))
+    return url
+
+
+def empty(settings: Settings) -> None:
+    """Every queue of the topology these settings make, declared and emptied."""
+    with Connection(settings.broker_url) as connection:
+        for queue in topology.build(settings).queues:
+            queue(connection.default_channel).declare()
+            queue(connection.default_channel).purge()

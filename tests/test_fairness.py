@@ -15,13 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kombu import Connection
 
 from server.jobs.migrate import upgrade
-from server.messaging import topology
 from server.settings import Settings
-from server.setup import ensure_vhost
-from tests.conftest import ENV, StartWorker
+from tests.broker import empty, vhost_beside
+from tests.conftest import StartWorker
 from tests.harness import Database, bearer, free_port, make_key, start_api, wait_until
 from tests.support import (
     CUSTOMER_COLUMNS,
@@ -52,9 +50,7 @@ def site(fresh_database: str, log_dir: Path) -> Iterator[Site]:
     upgrade(fresh_database)
     database = Database(fresh_database)
     database.execute(f"CREATE SCHEMA {TEST_SCHEMA}")
-    vhost = Connection(ENV["BROKER_URL"]).virtual_host + "_fair"
-    broker_url = ENV["BROKER_URL"].rsplit("/", 1)[0] + "/" + vhost
-    ensure_vhost(Settings(broker_url=broker_url))
+    broker_url = vhost_beside("_fair")
     settings = {
         "database_url": fresh_database,
         "broker_url": broker_url,
@@ -66,10 +62,7 @@ def site(fresh_database: str, log_dir: Path) -> Iterator[Site]:
         "express_max_bytes": "0",
     }
     typed = Settings(**settings)  # type: ignore[arg-type]
-    with Connection(broker_url) as connection:
-        for queue in topology.build(typed).queues:
-            queue(connection.default_channel).declare()
-            queue(connection.default_channel).purge()
+    empty(typed)
     env = dict(os.environ, **{name.upper(): value for name, value in settings.items()})
     port = free_port()
     api = start_api(env, log_dir, port)

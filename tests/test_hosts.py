@@ -27,10 +27,9 @@ from kombu import Connection
 from sqlalchemy.engine import make_url
 
 from server.jobs.migrate import upgrade
-from server.messaging import topology
 from server.run import worker_command
 from server.settings import Settings
-from server.setup import ensure_vhost
+from tests.broker import empty, vhost_beside
 from tests.conftest import ENV
 from tests.harness import Database, Process, bearer, free_port, make_key, start_api, wait_until
 from tests.s3server import CREDENTIALS, S3
@@ -201,9 +200,7 @@ def test_workers_on_other_hosts_import_exactly_and_one_killed_loses_nothing(
     database.execute(f"CREATE SCHEMA {TEST_SCHEMA}")
     database.execute(f"CREATE TABLE {TEST_SCHEMA}.target {CUSTOMERS_DDL}")
     database.execute(f"CREATE TABLE {TEST_SCHEMA}.reference {CUSTOMERS_DDL}")
-    vhost = Connection(ENV["BROKER_URL"]).virtual_host + "_hosts"
-    broker_url = ENV["BROKER_URL"].rsplit("/", 1)[0] + "/" + vhost
-    ensure_vhost(Settings(broker_url=broker_url))
+    broker_url = vhost_beside("_hosts")
     api_uploads = tmp_path / "api-uploads"
     site = {
         **CREDENTIALS,
@@ -217,10 +214,7 @@ def test_workers_on_other_hosts_import_exactly_and_one_killed_loses_nothing(
         "ONE_TRANSACTION_MAX_BYTES": "0",
         "MAX_UPLOAD_BYTES": str(200 << 20),
     }
-    with Connection(broker_url) as connection:
-        for queue in topology.build(Settings(broker_url=broker_url)).queues:
-            queue(connection.default_channel).declare()
-            queue(connection.default_channel).purge()
+    empty(Settings(broker_url=broker_url))
     port = free_port()
     api = start_api(dict(os.environ, **site), log_dir, port)
     first = second = None

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kombu import Connection
 from sqlalchemy import create_engine
 
 from server import housekeeping
 from server.jobs.migrate import upgrade
-from server.messaging import topology
 from server.objectstore import READ_BYTES, ObjectStorage, ensure_bucket
 from server.settings import Settings
-from server.setup import ensure_vhost
-from tests.conftest import ENV, StartWorker
+from tests.broker import empty, vhost_beside
+from tests.conftest import StartWorker
 from tests.harness import Database, bearer, free_port, make_key, start_api, wait_until
 from tests.s3server import CREDENTIALS, S3
 from tests.support import (
@@ -151,9 +149,7 @@ def site(s3: S3, fresh_database: str, log_dir: Path, tmp_path: Path) -> Iterator
     upgrade(fresh_database)
     database = Database(fresh_database)
     database.execute(f"CREATE SCHEMA {TEST_SCHEMA}")
-    vhost = Connection(ENV["BROKER_URL"]).virtual_host + "_s3"
-    broker_url = ENV["BROKER_URL"].rsplit("/", 1)[0] + "/" + vhost
-    ensure_vhost(Settings(broker_url=broker_url))
+    broker_url = vhost_beside("_s3")
     uploads = tmp_path / "uploads"
     settings = {
         "database_url": fresh_database,
@@ -165,10 +161,7 @@ def site(s3: S3, fresh_database: str, log_dir: Path, tmp_path: Path) -> Iterator
         "one_transaction_max_bytes": "0",
         "batch_rows": "2000",
     }
-    with Connection(broker_url) as connection:
-        for queue in topology.build(Settings(broker_url=broker_url)).queues:
-            queue(connection.default_channel).declare()
-            queue(connection.default_channel).purge()
+    empty(Settings(broker_url=broker_url))
     env = dict(os.environ, **CREDENTIALS, **{k.upper(): v for k, v in settings.items()})
     port = free_port()
     api = start_api(env, log_dir, port)

@@ -31,9 +31,9 @@ from server.jobs.migrate import upgrade
 from server.messaging import topology
 from server.outbound import RefusedUrl, check_literal, check_syntax, refusal
 from server.settings import Settings
-from server.setup import ensure_vhost
 from server.webhooks.endpoints import configure
-from tests.conftest import ENV, StartWorker
+from tests.broker import empty, vhost_beside
+from tests.conftest import StartWorker
 from tests.harness import Database, bearer, free_port, make_key, start_api, wait_until
 from tests.support import (
     CUSTOMER_COLUMNS,
@@ -48,8 +48,6 @@ from tests.support import (
 from tests.test_operations import metric
 
 RETRY_DELAYS = [1, 2]
-# Beside the suite's own virtual host: two runs of the suite at once stay apart.
-VHOST = Connection(ENV["BROKER_URL"]).virtual_host + "_webhooks"
 
 
 # --- the receiver -------------------------------------------------------------------------
@@ -134,21 +132,13 @@ class Site:
         return httpx.Client(base_url=self.url, headers=bearer(self.key), timeout=60)
 
 
-def _empty(broker_url: str, settings: Settings) -> None:
-    with Connection(broker_url) as connection:
-        for queue in topology.build(settings).queues:
-            queue(connection.default_channel).declare()
-            queue(connection.default_channel).purge()
-
-
 @pytest.fixture
 def site(fresh_database: str, log_dir: Path) -> Iterator[Site]:
     upgrade(fresh_database)
     database = Database(fresh_database)
     database.execute(f"CREATE SCHEMA {TEST_SCHEMA}")
     database.execute(f"CREATE TABLE {TEST_SCHEMA}.target {CUSTOMERS_DDL}")
-    broker_url = ENV["BROKER_URL"].rsplit("/", 1)[0] + "/" + VHOST
-    ensure_vhost(Settings(broker_url=broker_url))
+    broker_url = vhost_beside("_webhooks")
     settings = {
         "database_url": fresh_database,
         "broker_url": broker_url,
@@ -157,7 +147,7 @@ def site(fresh_database: str, log_dir: Path) -> Iterator[Site]:
     }
     env = dict(os.environ, **{name.upper(): value for name, value in settings.items()})
     typed = Settings(**settings)  # type: ignore[arg-type]
-    _empty(broker_url, typed)
+    empty(typed)
     port = free_port()
     api = start_api(env, log_dir, port)
     secret = _secret(fresh_database, "hooked")
@@ -166,7 +156,7 @@ def site(fresh_database: str, log_dir: Path) -> Iterator[Site]:
         yield Site(f"http://127.0.0.1:{port}", database, settings, secret, key)
     finally:
         api.stop()
-        _empty(broker_url, typed)
+        empty(typed)
 
 
 def _secret(database_url: str, tenant: str) -> str:
